@@ -1,0 +1,133 @@
+// Starting and talking to runtime helpers. A helper is spawned detached (its
+// own session) so that it, and the container's VM, survive the apiserver.
+import { spawn } from "node:child_process";
+import { open, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Metadata } from "@grpc/grpc-js";
+import { ContainerError } from "../../lib/errors/index.js";
+import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
+import { RuntimeClient, type StateResponse } from "../../helpers/runtime/api/gen/runtime.js";
+import { EXIT_FILE, RUNTIME_LOG_FILE, runtimeSocketPath, type ExitRecord, type RuntimeConfig } from "../../helpers/runtime/config.js";
+
+const HELPER_MAIN = fileURLToPath(new URL("../../helpers/runtime/main.js", import.meta.url));
+const HELPER_READY_TIMEOUT_MS = 30_000;
+
+export interface HelperHandle {
+  pid: number;
+  client: RuntimeClient;
+  /** Resolves when the helper process is gone. */
+  exited: Promise<void>;
+  state(): Promise<StateResponse>;
+  close(): void;
+}
+
+export function connectHelper(config: Pick<RuntimeConfig, "runDir">): RuntimeClient {
+  return new RuntimeClient(unixTarget(runtimeSocketPath(config)), insecure(), {
+    "grpc.initial_reconnect_backoff_ms": 20,
+    "grpc.max_reconnect_backoff_ms": 200,
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Resolves once `pid` no longer exists (for helpers that are not our children). */
+export function waitForPidExit(pid: number, intervalMs = 100): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (!isAlive(pid)) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, intervalMs);
+  });
+}
+
+function handle(pid: number, client: RuntimeClient, exited: Promise<void>): HelperHandle {
+  return {
+    pid,
+    client,
+    exited,
+    state: () => call(client.state, client, {}, new Metadata(), { deadline: Date.now() + 5000 }),
+    close: () => client.close(),
+  };
+}
+
+async function logTail(bundleDir: string): Promise<string> {
+  try {
+    const lines = (await readFile(join(bundleDir, RUNTIME_LOG_FILE), "utf8")).trim().split("\n");
+    const last = JSON.parse(lines[lines.length - 1] ?? "{}") as { msg?: string };
+    return last.msg ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** Spawns the helper for a container whose runtime.json is written, and waits until it serves. */
+export async function spawnHelper(config: RuntimeConfig): Promise<HelperHandle> {
+  const log = await open(join(config.bundleDir, RUNTIME_LOG_FILE), "a", 0o600);
+  const child = spawn(process.execPath, [HELPER_MAIN, config.bundleDir], {
+    detached: true,
+    stdio: ["ignore", log.fd, log.fd],
+    env: process.env,
+  });
+  await log.close();
+  const pid = child.pid;
+  if (pid === undefined) {
+    throw new ContainerError("internal", "could not start the runtime helper");
+  }
+  child.unref();
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let gone = false;
+  void exited.then(() => (gone = true));
+
+  const client = connectHelper(config);
+  const h = handle(pid, client, exited);
+  const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
+      return h;
+    } catch (err) {
+      if (gone || Date.now() >= deadline) {
+        client.close();
+        if (!gone) process.kill(pid, "SIGKILL");
+        const why = await logTail(config.bundleDir);
+        throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
+          hint: "see the runtime log in the container's directory",
+          cause: err,
+        });
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+/** Reconnects to the helper of a container found running after an apiserver restart. */
+export async function reattachHelper(config: Pick<RuntimeConfig, "runDir">, pid: number): Promise<HelperHandle | undefined> {
+  if (!isAlive(pid)) return undefined;
+  const client = connectHelper(config);
+  const h = handle(pid, client, waitForPidExit(pid));
+  try {
+    await h.state();
+    return h;
+  } catch {
+    client.close();
+    return undefined;
+  }
+}
+
+export async function readExitRecord(bundleDir: string): Promise<ExitRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(join(bundleDir, EXIT_FILE), "utf8")) as ExitRecord;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,249 @@
+// The apiserver's containers: create (image -> rootfs clone -> helper boots
+// the VM), start, attach, kill, delete, list, and finding live helpers again
+// after a restart. The only writer of container records.
+import { randomBytes } from "node:crypto";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { Metadata } from "@grpc/grpc-js";
+import { ContainerError } from "../../lib/errors/index.js";
+import { call } from "../../lib/grpc/index.js";
+import type { Logger } from "../../lib/log/index.js";
+import type { ImageStore } from "../../helpers/image/types.js";
+import type { GuestAssets } from "../../helpers/hypervisor/types.js";
+import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
+import { writeJsonAtomic } from "../../lib/fs/index.js";
+import { readExitRecord, reattachHelper, spawnHelper, type HelperHandle } from "./helper.js";
+import { bundleDir, loadRecords, saveRecord, type ContainerRecord } from "./records.js";
+import { cloneRootfs, ROOTFS_FILE } from "./rootfs.js";
+import { buildProcess, validateName, type CreateRequest } from "./spec.js";
+
+export interface ManagerOptions {
+  dataDir: string;
+  runtimeDir: string;
+  images: ImageStore;
+  assets: GuestAssets;
+  accelerator: () => Promise<string>;
+  logger: Logger;
+}
+
+export interface ContainerManager {
+  create(request: CreateRequest): Promise<ContainerRecord>;
+  start(ref: string): Promise<void>;
+  /** The helper serving a container's stdio; fails unless it runs or is about to. */
+  helperFor(ref: string): Promise<{ record: ContainerRecord; helper: HelperHandle }>;
+  kill(ref: string, signal: number): Promise<void>;
+  delete(ref: string, force: boolean): Promise<void>;
+  list(all: boolean): ContainerRecord[];
+  /** Resolves when a container's exit has been recorded (and, with autoRemove, it is gone). */
+  settled(ref: string): Promise<ContainerRecord>;
+  /** Stops every running container; used before the apiserver exits. */
+  stopAll(): Promise<void>;
+  recover(): Promise<void>;
+}
+
+export function createContainerManager(options: ManagerOptions): ContainerManager {
+  const { dataDir, logger } = options;
+  const records = new Map<string, ContainerRecord>();
+  const helpers = new Map<string, HelperHandle>();
+  const settling = new Map<string, Promise<ContainerRecord>>();
+  const creatingNames = new Set<string>();
+
+  const runDirOf = (id: string): string => join(options.runtimeDir, "c", id.slice(0, 12));
+
+  function lookup(ref: string): ContainerRecord {
+    if (!ref) throw new ContainerError("invalidArgument", "no container named");
+    const exact = records.get(ref) ?? [...records.values()].find((r) => r.name === ref);
+    if (exact) return exact;
+    const matches = [...records.values()].filter((r) => r.id.startsWith(ref));
+    if (matches.length === 1) return matches[0]!;
+    if (matches.length > 1) throw new ContainerError("invalidArgument", `container id prefix "${ref}" is ambiguous`);
+    throw new ContainerError("notFound", `no such container: ${ref}`, { hint: "list containers with `container ls -a`" });
+  }
+
+  async function update(record: ContainerRecord, patch: Partial<ContainerRecord>): Promise<void> {
+    Object.assign(record, patch);
+    await saveRecord(dataDir, record);
+  }
+
+  async function removeBundle(record: ContainerRecord): Promise<void> {
+    records.delete(record.id);
+    await rm(bundleDir(dataDir, record.id), { recursive: true, force: true });
+    await rm(runDirOf(record.id), { recursive: true, force: true });
+  }
+
+  /** Follows a helper to the end: records the exit, reaps the helper, removes when asked. */
+  function follow(record: ContainerRecord, helper: HelperHandle): Promise<ContainerRecord> {
+    const done = (async () => {
+      await helper.exited;
+      helper.close();
+      helpers.delete(record.id);
+      const exit = await readExitRecord(bundleDir(dataDir, record.id));
+      if (record.autoRemove) {
+        record.state = "stopped";
+        record.exitCode = exit?.exitCode ?? 137;
+        await removeBundle(record);
+      } else {
+        await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
+      }
+      await rm(runDirOf(record.id), { recursive: true, force: true });
+      logger.info("container ended", { id: record.id, exitCode: record.exitCode });
+      return record;
+    })();
+    settling.set(record.id, done);
+    return done;
+  }
+
+  return {
+    async create(request) {
+      const name = request.name ? validateName(request.name) : "";
+      if (name && ([...records.values()].some((r) => r.name === name) || creatingNames.has(name))) {
+        throw new ContainerError("exists", `the container name "${name}" is already in use`, {
+          hint: "remove that container or choose another name",
+        });
+      }
+      const image = await options.images.resolve(request.image, { os: "linux", architecture: options.assets.arch === "x86_64" ? "amd64" : "arm64" });
+      const proc = buildProcess(request, image.config);
+      const id = randomBytes(32).toString("hex");
+      const record: ContainerRecord = {
+        id,
+        name: name || id.slice(0, 12),
+        image: image.reference,
+        imageDigest: image.manifestDigest,
+        args: proc.args,
+        env: proc.env,
+        cwd: proc.cwd,
+        interactive: request.interactive,
+        autoRemove: request.autoRemove,
+        cpus: request.cpus,
+        memoryMiB: request.memoryMiB,
+        createdAt: Date.now(),
+        state: "created",
+      };
+      if (name) creatingNames.add(name);
+      const bundle = bundleDir(dataDir, id);
+      const runDir = runDirOf(id);
+      try {
+        await mkdir(bundle, { recursive: true, mode: 0o700 });
+        await cloneRootfs(image.rootfsPath, join(bundle, ROOTFS_FILE));
+        const runtime: RuntimeConfig = {
+          id,
+          bundleDir: bundle,
+          runDir,
+          accelerator: await options.accelerator(),
+          autoRemove: request.autoRemove,
+          process: { ...proc, interactive: request.interactive },
+          vm: {
+            id: id.slice(0, 12),
+            arch: options.assets.arch,
+            cpus: request.cpus,
+            memoryMiB: request.memoryMiB,
+            kernelPath: options.assets.kernelPath,
+            kernelArgs: [],
+            disks: [
+              { path: options.assets.initfsPath, format: "raw", readOnly: true },
+              { path: join(bundle, ROOTFS_FILE), format: "qcow2", readOnly: false },
+            ],
+            stateDir: join(runDir, "vm"),
+            consoleLogPath: join(bundle, BOOT_LOG_FILE),
+          },
+        };
+        await writeJsonAtomic(join(bundle, RUNTIME_CONFIG_FILE), runtime);
+        await saveRecord(dataDir, record);
+        const helper = await spawnHelper(runtime);
+        helpers.set(id, helper);
+        records.set(id, record);
+        await update(record, { helperPid: helper.pid });
+        void follow(record, helper);
+        logger.info("container created", { id, image: record.image });
+        return record;
+      } catch (err) {
+        records.delete(id);
+        await rm(bundle, { recursive: true, force: true });
+        await rm(runDir, { recursive: true, force: true });
+        throw err;
+      } finally {
+        if (name) creatingNames.delete(name);
+      }
+    },
+
+    async start(ref) {
+      const record = lookup(ref);
+      const helper = helpers.get(record.id);
+      if (record.state !== "created" || !helper) {
+        throw new ContainerError("invalidState", `container ${record.name} is ${record.state}; only a created container can start`);
+      }
+      await update(record, { state: "running" });
+      await call(helper.client.start, helper.client, {}, new Metadata());
+    },
+
+    async helperFor(ref) {
+      const record = lookup(ref);
+      const helper = helpers.get(record.id);
+      if (!helper) throw new ContainerError("invalidState", `container ${record.name} is not running`);
+      return { record, helper };
+    },
+
+    async kill(ref, signal) {
+      const record = lookup(ref);
+      const helper = helpers.get(record.id);
+      if (!helper) throw new ContainerError("invalidState", `container ${record.name} is not running`);
+      await call(helper.client.kill, helper.client, { signal }, new Metadata());
+    },
+
+    async delete(ref, force) {
+      const record = lookup(ref);
+      const helper = helpers.get(record.id);
+      if (helper) {
+        if (!force) {
+          throw new ContainerError("invalidState", `container ${record.name} is ${record.state}`, {
+            hint: "stop it first, or use `container rm -f`",
+          });
+        }
+        await call(helper.client.stop, helper.client, { force: true }, new Metadata()).catch(() => undefined);
+        await settling.get(record.id);
+      }
+      await removeBundle(record);
+    },
+
+    list(all) {
+      return [...records.values()]
+        .filter((r) => all || r.state === "running")
+        .sort((a, b) => b.createdAt - a.createdAt);
+    },
+
+    async settled(ref) {
+      const record = lookup(ref);
+      return settling.get(record.id) ?? record;
+    },
+
+    async stopAll() {
+      await Promise.all(
+        [...helpers.entries()].map(async ([id, helper]) => {
+          await call(helper.client.stop, helper.client, { force: false }, new Metadata()).catch(() => undefined);
+          await settling.get(id);
+        }),
+      );
+    },
+
+    async recover() {
+      const { records: found, orphans } = await loadRecords(dataDir, logger);
+      for (const id of orphans) await rm(bundleDir(dataDir, id), { recursive: true, force: true });
+      for (const record of found) {
+        records.set(record.id, record);
+        if (record.state === "stopped") continue;
+        const helper = record.helperPid
+          ? await reattachHelper({ runDir: runDirOf(record.id) }, record.helperPid)
+          : undefined;
+        if (helper) {
+          helpers.set(record.id, helper);
+          void follow(record, helper);
+          continue;
+        }
+        const exit = await readExitRecord(bundleDir(dataDir, record.id));
+        if (record.autoRemove) await removeBundle(record);
+        else await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
+      }
+      logger.info("containers recovered", { count: records.size, running: helpers.size });
+    },
+  };
+}

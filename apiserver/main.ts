@@ -1,0 +1,87 @@
+// The apiserver daemon: the one owner of container and image state, serving
+// the ContainerService on a 0600 unix socket in the user's runtime dir.
+// SIGTERM ends only the daemon (containers keep running in their helpers and
+// are found again on the next start); the Shutdown RPC stops them first.
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Metadata, Server } from "@grpc/grpc-js";
+import { asContainerError, ContainerError } from "../lib/errors/index.js";
+import { bindUnix, call, insecure, unixTarget } from "../lib/grpc/index.js";
+import { createLogger } from "../lib/log/index.js";
+import { apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
+import { createImageStore } from "../helpers/image/index.js";
+import { guestAssets, selectAccelerator } from "../helpers/hypervisor/index.js";
+import { ContainerServiceClient, ContainerServiceService } from "./api/gen/apiserver.js";
+import { createContainerManager } from "./containers/manager.js";
+import { containerService } from "./services/container-service.js";
+
+export const PID_FILE = "apiserver.pid";
+
+async function alreadyServing(socket: string): Promise<boolean> {
+  const client = new ContainerServiceClient(unixTarget(socket), insecure());
+  try {
+    await call(client.ping, client, {}, new Metadata(), { deadline: Date.now() + 1000 });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    client.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const logger = createLogger({ component: "apiserver" });
+  const data = dataDir();
+  const run = runtimeDir();
+  const socket = apiserverSocketPath();
+  await mkdir(data, { recursive: true, mode: 0o700 });
+  await mkdir(run, { recursive: true, mode: 0o700 });
+  if (await alreadyServing(socket)) {
+    throw new ContainerError("exists", `an apiserver already serves ${socket}`);
+  }
+  const version = (JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")) as { version: string }).version;
+
+  const assets = guestAssets();
+  let accel: Promise<string> | undefined;
+  const accelerator = (): Promise<string> => (accel ??= selectAccelerator({ assets, logger }));
+  let selected = "probing";
+  accelerator().then(
+    (a) => {
+      selected = a;
+      logger.info("accelerator selected", { accelerator: a });
+    },
+    (err: unknown) => {
+      selected = "unavailable";
+      logger.error("no accelerator: containers cannot start", { err });
+    },
+  );
+
+  const images = createImageStore({ root: data, logger });
+  const containers = createContainerManager({ dataDir: data, runtimeDir: run, images, assets, accelerator, logger });
+  await containers.recover();
+
+  const server = new Server();
+  const exit = async (stopContainers: boolean): Promise<void> => {
+    if (stopContainers) await containers.stopAll();
+    server.forceShutdown();
+    await rm(socket, { force: true });
+    await rm(join(run, PID_FILE), { force: true });
+    logger.info("apiserver stopped", { stoppedContainers: stopContainers });
+    process.exit(0);
+  };
+  server.addService(
+    ContainerServiceService,
+    containerService({ version, containers, images, accelerator: () => selected, logger, shutdown: () => void exit(true) }),
+  );
+  await bindUnix(server, socket);
+  await writeFile(join(run, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
+  for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void exit(false));
+  process.on("SIGHUP", () => undefined);
+  logger.info("apiserver serving", { socket, version, pid: process.pid });
+}
+
+main().catch((err: unknown) => {
+  const e = asContainerError(err);
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: "error", component: "apiserver", msg: e.message, code: e.code }) + "\n");
+  process.exit(1);
+});

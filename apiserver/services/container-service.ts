@@ -1,0 +1,174 @@
+// The ContainerService handlers: validate, delegate to the container manager
+// or the image store, map errors at the wire. No logic of their own.
+import { PassThrough } from "node:stream";
+import { Metadata, type ClientDuplexStream, type ServerDuplexStream, type ServerReadableStream, type sendUnaryData } from "@grpc/grpc-js";
+import { ContainerError, toGrpcError } from "../../lib/errors/index.js";
+import { unary } from "../../lib/grpc/index.js";
+import type { Logger } from "../../lib/log/index.js";
+import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
+import type { AttachRequest as HelperAttachRequest, AttachResponse as HelperAttachResponse } from "../../helpers/runtime/api/gen/runtime.js";
+import type {
+  AttachRequest,
+  AttachResponse,
+  ContainerConfig,
+  ContainerServiceServer,
+  ImageSummary,
+  LoadImageRequest,
+  LoadImageResponse,
+} from "../api/gen/apiserver.js";
+import type { ContainerManager } from "../containers/manager.js";
+import type { ContainerRecord } from "../containers/records.js";
+import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB, MAX_CPUS, type CreateRequest } from "../containers/spec.js";
+
+export interface ServiceContext {
+  version: string;
+  containers: ContainerManager;
+  images: ImageStore;
+  /** The accelerator in use, or "probing" while that is being decided. */
+  accelerator: () => string;
+  logger: Logger;
+  /** Asks the daemon to stop containers and exit. */
+  shutdown: () => void;
+}
+
+
+function createRequest(config: ContainerConfig | undefined): CreateRequest {
+  if (!config?.image) throw new ContainerError("invalidArgument", "no image named", { hint: "container run IMAGE [COMMAND...]" });
+  const cpus = config.cpus || DEFAULT_CPUS;
+  if (cpus > MAX_CPUS) throw new ContainerError("invalidArgument", `at most ${MAX_CPUS} CPUs, not ${cpus}`);
+  const memoryMiB = Number(config.memoryMib) || DEFAULT_MEMORY_MIB;
+  if (memoryMiB < 64) throw new ContainerError("invalidArgument", `at least 64 MiB of memory, not ${memoryMiB} MiB`);
+  return {
+    name: config.name,
+    image: config.image,
+    command: config.command,
+    env: config.env,
+    workdir: config.workdir,
+    interactive: config.interactive,
+    autoRemove: config.autoRemove,
+    cpus,
+    memoryMiB,
+  };
+}
+
+function imageSummary(image: ImageRecord): ImageSummary {
+  return {
+    reference: image.reference,
+    digest: image.digest,
+    size: BigInt(image.size),
+    platforms: image.platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")),
+  };
+}
+
+function summary(r: ContainerRecord) {
+  return {
+    id: r.id,
+    name: r.name,
+    image: r.image,
+    command: r.args,
+    state: r.state,
+    exitCode: r.exitCode ?? 0,
+    createdAtMs: BigInt(r.createdAt),
+  };
+}
+
+/**
+ * Attach: the first message names the container; from then on stdin, stdin
+ * EOF and signals flow to the helper, output and the exit status flow back,
+ * with backpressure both ways. The exit status is sent only once the
+ * container is settled (removed, with --rm), so a client that sees it can rely
+ * on the state it implies.
+ */
+function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, AttachResponse>): void {
+  let ref: string | undefined;
+  let helperStream: ClientDuplexStream<HelperAttachRequest, HelperAttachResponse> | undefined;
+  const queued: HelperAttachRequest[] = [];
+  const fail = (err: unknown): void => {
+    helperStream?.cancel();
+    stream.emit("error", toGrpcError(err));
+  };
+  const toHelper = (msg: HelperAttachRequest): void => {
+    if (!helperStream) queued.push(msg);
+    else if (!helperStream.write(msg)) {
+      stream.pause();
+      helperStream.once("drain", () => stream.resume());
+    }
+  };
+  const toClient = (msg: AttachResponse): void => {
+    if (!stream.write(msg)) {
+      helperStream?.pause();
+      stream.once("drain", () => helperStream?.resume());
+    }
+  };
+
+  stream.on("data", (req: AttachRequest) => {
+    if (ref === undefined) {
+      if (!req.open) return fail(new ContainerError("invalidArgument", "attach must first name a container"));
+      ref = req.open;
+      ctx.containers.helperFor(req.open).then(({ record, helper }) => {
+        ref = record.id;
+        const hs = helper.client.attach(new Metadata());
+        helperStream = hs;
+        hs.write({ open: true });
+        for (const msg of queued.splice(0)) hs.write(msg);
+        hs.on("data", (res: HelperAttachResponse) => {
+          if (res.stdout) toClient({ stdout: res.stdout });
+          else if (res.stderr) toClient({ stderr: res.stderr });
+          else if (res.exitCode !== undefined) {
+            const fallback = res.exitCode;
+            ctx.containers.settled(record.id).then(
+              (settled) => stream.end({ exitCode: settled.exitCode ?? fallback }),
+              () => stream.end({ exitCode: fallback }),
+            );
+          }
+        });
+        hs.on("error", fail);
+      }, fail);
+      return;
+    }
+    if (req.signal !== undefined) {
+      ctx.containers.kill(ref, req.signal).catch((err: unknown) => ctx.logger.warn("signal not delivered", { err }));
+    } else if (req.stdin !== undefined) toHelper({ stdin: req.stdin });
+    else if (req.closeStdin) toHelper({ closeStdin: true });
+  });
+  stream.on("cancelled", () => helperStream?.cancel());
+}
+
+export function containerService(ctx: ServiceContext): ContainerServiceServer {
+  return {
+    ping: unary(async () => ({ version: ctx.version, pid: process.pid, accelerator: ctx.accelerator() })),
+    shutdown: unary(async () => {
+      setImmediate(ctx.shutdown);
+      return {};
+    }),
+    createContainer: unary(async (req) => ({ id: (await ctx.containers.create(createRequest(req.config))).id })),
+    startContainer: unary(async (req) => {
+      await ctx.containers.start(req.id);
+      return {};
+    }),
+    attach: (stream) => attach(ctx, stream),
+    killContainer: unary(async (req) => {
+      await ctx.containers.kill(req.id, req.signal || 15);
+      return {};
+    }),
+    deleteContainer: unary(async (req) => {
+      await ctx.containers.delete(req.id, req.force);
+      return {};
+    }),
+    listContainers: unary(async (req) => ({ containers: ctx.containers.list(req.all).map(summary) })),
+    loadImage: (stream: ServerReadableStream<LoadImageRequest, LoadImageResponse>, callback: sendUnaryData<LoadImageResponse>) => {
+      const body = new PassThrough();
+      stream.on("data", (req: LoadImageRequest) => body.write(req.chunk));
+      stream.on("end", () => body.end());
+      stream.on("error", (err) => body.destroy(err));
+      ctx.images.load(body).then(
+        (images) => callback(null, { images: images.map(imageSummary) }),
+        (err: unknown) => {
+          body.resume();
+          callback(toGrpcError(err));
+        },
+      );
+    },
+    listImages: unary(async () => ({ images: (await ctx.images.list()).map(imageSummary) })),
+  };
+}

@@ -1,0 +1,118 @@
+// `container system start|stop|status`. On Linux the apiserver runs as a
+// detached daemon with a pid file; its log is <data dir>/apiserver.log.
+import { spawn } from "node:child_process";
+import { mkdir, open, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Metadata } from "@grpc/grpc-js";
+import type { Command } from "commander";
+import { ContainerError } from "../../lib/errors/index.js";
+import { call } from "../../lib/grpc/index.js";
+import { dataDir, runtimeDir } from "../../lib/paths/index.js";
+import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
+import { connect, explain } from "../client.js";
+
+const APISERVER_MAIN = fileURLToPath(new URL("../../apiserver/main.js", import.meta.url));
+const START_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 60_000;
+
+async function ping(timeoutMs = 1000): Promise<PingResponse | undefined> {
+  const client = connect();
+  try {
+    return await call(client.ping, client, {}, new Metadata(), { deadline: Date.now() + timeoutMs });
+  } catch (err) {
+    const e = explain(err);
+    if (e.code === "unavailable" || e.code === "timeout") return undefined;
+    throw e;
+  } finally {
+    client.close();
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function lastLogLine(path: string): Promise<string> {
+  try {
+    const line = (await readFile(path, "utf8")).trim().split("\n").pop() ?? "";
+    return (JSON.parse(line) as { msg?: string }).msg ?? line;
+  } catch {
+    return "";
+  }
+}
+
+export async function systemStart(): Promise<PingResponse> {
+  const running = await ping();
+  if (running) return running;
+  const logPath = join(dataDir(), "apiserver.log");
+  await mkdir(dataDir(), { recursive: true, mode: 0o700 });
+  const log = await open(logPath, "a", 0o600);
+  const child = spawn(process.execPath, [APISERVER_MAIN], { detached: true, stdio: ["ignore", log.fd, log.fd] });
+  await log.close();
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  child.unref();
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline && !exited) {
+    const pong = await ping(500);
+    if (pong) return pong;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const why = await lastLogLine(logPath);
+  if (!exited) child.kill("SIGKILL");
+  throw new ContainerError("unavailable", `the apiserver did not start${why ? `: ${why}` : ""}`, { hint: `see ${logPath}` });
+}
+
+async function systemStop(): Promise<boolean> {
+  const pidText = await readFile(join(runtimeDir(), "apiserver.pid"), "utf8").catch(() => "");
+  const pid = Number(pidText.trim());
+  if (!(await ping())) return false;
+  const client = connect();
+  try {
+    await call(client.shutdown, client, {}, new Metadata());
+  } catch (err) {
+    throw explain(err);
+  } finally {
+    client.close();
+  }
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (Date.now() < deadline && ((pid > 0 && pidAlive(pid)) || (await ping(200)))) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+export function registerSystem(program: Command): void {
+  const system = program.command("system").alias("s").description("manage the container service");
+  system
+    .command("start")
+    .description("start the apiserver")
+    .action(async () => {
+      const pong = await systemStart();
+      process.stdout.write(`apiserver running (pid ${pong.pid}, accelerator ${pong.accelerator})\n`);
+    });
+  system
+    .command("stop")
+    .description("stop every container, then the apiserver")
+    .action(async () => {
+      process.stdout.write((await systemStop()) ? "apiserver stopped\n" : "apiserver was not running\n");
+    });
+  system
+    .command("status")
+    .description("show whether the apiserver runs")
+    .action(async () => {
+      const pong = await ping();
+      if (!pong) {
+        process.stdout.write("apiserver is not running\n");
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`apiserver is running (pid ${pong.pid}, version ${pong.version}, accelerator ${pong.accelerator})\n`);
+    });
+}

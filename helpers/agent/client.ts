@@ -1,0 +1,101 @@
+// gRPC client for vminitd. grpc-js can only dial addresses, not hand-made
+// streams, so the client talks to a private unix socket whose every
+// connection is spliced onto a fresh vsock connection to the agent port.
+import { createServer, type Server as NetServer, type Socket } from "node:net";
+import { rm } from "node:fs/promises";
+import { pipeline } from "node:stream";
+import type { Duplex } from "node:stream";
+import { Metadata } from "@grpc/grpc-js";
+import { ContainerError } from "../../lib/errors/index.js";
+import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
+import { AgentClient as GrpcAgentClient } from "./gen/agent.js";
+import type { AgentClient } from "./types.js";
+
+export const AGENT_PORT = 1024;
+
+export interface ConnectAgentOptions {
+  /** Opens a stream to the agent's vsock port; rejects while the guest is not listening yet. */
+  dial: () => Promise<Duplex>;
+  /** Where the private splice socket lives (the VM's state dir). */
+  socketPath: string;
+  /** How long to keep retrying the first connection (the guest may still be booting). */
+  readyTimeoutMs: number;
+  /** Delay between dial attempts while the guest boots. */
+  retryIntervalMs?: number;
+}
+
+async function dialWithRetry(dial: () => Promise<Duplex>, deadline: number, intervalMs: number): Promise<Duplex> {
+  for (;;) {
+    try {
+      return await dial();
+    } catch (err) {
+      if (Date.now() >= deadline) {
+        throw new ContainerError("timeout", "the guest agent did not answer in time", {
+          hint: "see the VM console with `container logs --boot`",
+          cause: err,
+        });
+      }
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+}
+
+/**
+ * Connects to the agent, waiting up to readyTimeoutMs for it to come up, and
+ * returns once it has answered a Ping.
+ */
+export async function connectAgent(options: ConnectAgentOptions): Promise<AgentClient> {
+  const interval = options.retryIntervalMs ?? 20;
+  const deadline = Date.now() + options.readyTimeoutMs;
+  const sockets = new Set<Socket>();
+  const splice: NetServer = createServer((local) => {
+    sockets.add(local);
+    local.once("close", () => sockets.delete(local));
+    dialWithRetry(options.dial, Math.max(deadline, Date.now() + 1000), interval).then(
+      (remote) => {
+        pipeline(local, remote, local, () => {
+          local.destroy();
+          remote.destroy();
+        });
+      },
+      () => local.destroy(),
+    );
+  });
+  await rm(options.socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    splice.once("error", reject);
+    splice.listen(options.socketPath, () => resolve());
+  });
+
+  const grpc = new GrpcAgentClient(unixTarget(options.socketPath), insecure(), {
+    // One long-lived connection; no keepalive pings through vsock needed.
+    "grpc.max_reconnect_backoff_ms": 200,
+    "grpc.initial_reconnect_backoff_ms": 20,
+  });
+  const md = (): Metadata => new Metadata();
+  const close = (): void => {
+    grpc.close();
+    for (const s of sockets) s.destroy();
+    splice.close();
+    void rm(options.socketPath, { force: true });
+  };
+  const client: AgentClient = {
+    ping: () => call(grpc.ping, grpc, {}, md()),
+    mount: async (req) => void (await call(grpc.mount, grpc, req, md())),
+    createProcess: async (req) => void (await call(grpc.createProcess, grpc, req, md())),
+    startProcess: async (id) => (await call(grpc.startProcess, grpc, { id }, md())).pid,
+    waitProcess: (id) => call(grpc.waitProcess, grpc, { id }, md()),
+    killProcess: async (id, signal) => void (await call(grpc.killProcess, grpc, { id, signal }, md())),
+    closeProcessStdin: async (id) => void (await call(grpc.closeProcessStdin, grpc, { id }, md())),
+    deleteProcess: async (id) => void (await call(grpc.deleteProcess, grpc, { id }, md())),
+    shutdown: async () => void (await call(grpc.shutdown, grpc, {}, md())),
+    close,
+  };
+  try {
+    await call(grpc.ping, grpc, {}, md(), { deadline: deadline + 1000 });
+  } catch (err) {
+    close();
+    throw err;
+  }
+  return client;
+}

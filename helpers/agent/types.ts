@@ -1,0 +1,25 @@
+// The seam to the guest agent (vminitd). Types only: the runtime helper codes
+// against this; helpers/agent/client.ts is the gRPC implementation.
+import type {
+  CreateProcessRequest,
+  MountRequest,
+  PingResponse,
+  WaitProcessResponse,
+} from "./gen/agent.js";
+
+export type { CreateProcessRequest, MountRequest, PingResponse, WaitProcessResponse };
+
+export interface AgentClient {
+  ping(): Promise<PingResponse>;
+  mount(request: MountRequest): Promise<void>;
+  createProcess(request: CreateProcessRequest): Promise<void>;
+  /** Returns the process's pid in the guest. */
+  startProcess(id: string): Promise<number>;
+  waitProcess(id: string): Promise<WaitProcessResponse>;
+  killProcess(id: string, signal: number): Promise<void>;
+  closeProcessStdin(id: string): Promise<void>;
+  deleteProcess(id: string): Promise<void>;
+  /** Syncs and powers the guest off; the VM's exit follows. */
+  shutdown(): Promise<void>;
+  close(): void;
+}

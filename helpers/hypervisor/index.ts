@@ -1,0 +1,58 @@
+// Picks the hypervisor backend for this host at run time: QEMU on Linux,
+// Virtualization.framework on macOS; and locates the guest assets it boots.
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { ContainerError } from "../../lib/errors/index.js";
+import type { Logger } from "../../lib/log/index.js";
+import { assetsDir } from "../../lib/paths/index.js";
+import type { GuestArch, GuestAssets, Hypervisor } from "./types.js";
+
+export function hostGuestArch(): GuestArch {
+  return process.arch === "arm64" ? "aarch64" : "x86_64";
+}
+
+/** The kernel and init filesystem built by the set-up, for the host's architecture. */
+export function guestAssets(arch: GuestArch = hostGuestArch(), env: NodeJS.ProcessEnv = process.env): GuestAssets {
+  const root = assetsDir(env);
+  return arch === "x86_64"
+    ? { arch, kernelPath: join(root, "kernel", "x86_64", "vmlinux"), initfsPath: join(root, "initfs", "x86_64", "initfs.ext4") }
+    : { arch, kernelPath: join(root, "kernel", "arm64", "Image"), initfsPath: join(root, "initfs", "aarch64", "initfs.ext4") };
+}
+
+function unsupportedHost(): ContainerError {
+  return new ContainerError("unsupported", `no hypervisor backend for ${process.platform}`, {
+    hint: "container runs on Linux with QEMU and on macOS with Virtualization.framework",
+  });
+}
+
+/** Where verdicts that hold for the whole host (the KVM probe) are cached. */
+function hostCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "container");
+}
+
+export interface SelectOptions {
+  assets: GuestAssets;
+  logger: Logger;
+}
+
+/** The accelerator new VMs get: "kvm" or "tcg" on Linux (a time-limited probe, cached). */
+export async function selectAccelerator(options: SelectOptions): Promise<string> {
+  if (process.platform !== "linux") throw unsupportedHost();
+  const { createQemuHypervisor } = await import("./qemu/index.js");
+  const qemu = createQemuHypervisor({ logger: options.logger, cacheDir: hostCacheDir() });
+  const { assets } = options;
+  return (await qemu.accelerator(assets.arch, assets.kernelPath, assets.initfsPath)).accel;
+}
+
+export interface CreateHypervisorOptions {
+  /** As chosen by selectAccelerator. */
+  accelerator: string;
+  logger: Logger;
+}
+
+export async function createHypervisor(options: CreateHypervisorOptions): Promise<Hypervisor> {
+  if (process.platform !== "linux") throw unsupportedHost();
+  const { createQemuHypervisor } = await import("./qemu/index.js");
+  const accel = options.accelerator === "kvm" ? "kvm" : "tcg";
+  return createQemuHypervisor({ logger: options.logger, accel });
+}

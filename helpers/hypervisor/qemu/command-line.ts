@@ -1,0 +1,150 @@
+// Pure translation of a VmConfig into the argv of QEMU and of the
+// vhost-device-vsock backend. No I/O here, so every flag is unit-tested.
+//
+// Both processes run with the VM's stateDir as their working directory and
+// name their sockets relative to it: unix socket paths are limited to 108
+// bytes, and a stateDir deep in a data dir easily exceeds that.
+import type { GuestArch, VmConfig } from "../types.js";
+
+export type Accelerator = "kvm" | "tcg";
+
+/** Files the backend creates in stateDir, relative to it. */
+export const STATE_FILES = {
+  /** vhost-user control socket: the vsock backend listens, QEMU connects. */
+  vhostSocket: "vhost-vsock.sock",
+  /** Host side of the vsock device: `CONNECT <port>` here reaches the guest. */
+  vsockSocket: "vsock.sock",
+  /** Guest-initiated connections to host port N arrive on `vsock.sock_N`. */
+  qemuPid: "qemu.pid",
+  backendPid: "vsock-backend.pid",
+} as const;
+
+/** Every VM has its own vsock backend process, so all guests can use the first guest CID. */
+export const GUEST_CID = 3;
+
+/** The fd (in QEMU) of the QMP socket the host hands over at spawn. */
+export const QMP_FD = 3;
+
+const KERNEL_CMDLINE_BASE = ["reboot=t", "panic=-1", "quiet", "root=/dev/vda", "ro", "rootfstype=ext4", "init=/sbin/vminitd"];
+
+const CONSOLE: Record<GuestArch, string> = { x86_64: "ttyS0", aarch64: "ttyAMA0" };
+
+/** The kernel command line: ours first, then the caller's (later settings win in the kernel). */
+export function kernelCommandLine(arch: GuestArch, extra: readonly string[]): string {
+  const base = [`console=${CONSOLE[arch]}`, ...KERNEL_CMDLINE_BASE];
+  if (arch === "x86_64") {
+    // The TSC is the only clocksource worth having in a VM: skip the
+    // watchdog that would mark it unstable under a busy host, and the
+    // IO-APIC timer check.
+    base.push("tsc=reliable", "no_timer_check");
+  }
+  return [...base, ...extra].join(" ");
+}
+
+/** QEMU's option parser splits on `,`; a literal comma is written twice. */
+export function escapeOptionValue(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
+export interface QemuCommandInput {
+  config: VmConfig;
+  accel: Accelerator;
+}
+
+export function qemuBinaryName(arch: GuestArch): string {
+  return arch === "x86_64" ? "qemu-system-x86_64" : "qemu-system-aarch64";
+}
+
+function machineArgs(arch: GuestArch, accel: Accelerator): string[] {
+  if (arch === "x86_64") {
+    return [
+      "-M",
+      // microvm without ACPI or option ROMs. The PIT and PIC stay: under TCG
+      // there is no kvmclock and no CPUID TSC frequency, so the kernel
+      // calibrates the TSC against the PIT (it cannot without a legacy PIC)
+      // and hangs with neither. The RTC gives the guest the wall-clock time.
+      // The ISA serial port is the console. A QEMU core dump leaves guest RAM out.
+      "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,dump-guest-core=off,memory-backend=mem",
+      "-cpu",
+      accel === "kvm" ? "host" : "max",
+    ];
+  }
+  return [
+    "-M",
+    // GICv3 works under both TCG and KVM on current hosts; the PL011 UART is built in.
+    "virt,gic-version=3,dump-guest-core=off,memory-backend=mem",
+    "-cpu",
+    // The architected pointer-auth algorithm is slow to emulate; the
+    // implementation-defined one is fine for a guest that just uses it.
+    accel === "kvm" ? "host" : "max,pauth-impdef=on",
+  ];
+}
+
+function diskArgs(config: VmConfig): string[] {
+  const out: string[] = [];
+  config.disks.forEach((disk, i) => {
+    const opts = [
+      `if=none`,
+      `id=disk${i}`,
+      `file=${escapeOptionValue(disk.path)}`,
+      `format=${disk.format}`,
+      // Host page cache on: the read-only init filesystem is shared by every
+      // VM, and container disks are disposable clones; guest flushes are honoured.
+      `cache=writeback`,
+      `aio=io_uring`,
+    ];
+    if (disk.readOnly) opts.push("readonly=on");
+    else opts.push("discard=unmap", "detect-zeroes=unmap");
+    out.push("-drive", opts.join(","), "-device", `virtio-blk-device,drive=disk${i}`);
+  });
+  return out;
+}
+
+/** The QEMU argv (without the binary), for a process whose cwd is config.stateDir. */
+export function qemuArgs({ config, accel }: QemuCommandInput): string[] {
+  const mem = `${config.memoryMiB}M`;
+  return [
+    "-name",
+    escapeOptionValue(config.id),
+    ...machineArgs(config.arch, accel),
+    "-accel",
+    accel,
+    "-smp",
+    String(config.cpus),
+    "-m",
+    mem,
+    // vhost-user devices need guest RAM the backend process can map.
+    "-object",
+    `memory-backend-memfd,id=mem,size=${mem},share=on`,
+    "-nodefaults",
+    "-no-user-config",
+    "-nographic",
+    // A guest reboot ends the VM (the agent reboots to power off on microvm).
+    "-no-reboot",
+    "-kernel",
+    config.kernelPath,
+    "-append",
+    kernelCommandLine(config.arch, config.kernelArgs),
+    "-chardev",
+    `file,id=con,path=${escapeOptionValue(config.consoleLogPath)},append=on`,
+    "-serial",
+    "chardev:con",
+    ...diskArgs(config),
+    "-chardev",
+    `socket,id=vsock,path=${STATE_FILES.vhostSocket}`,
+    "-device",
+    "vhost-user-vsock-device,chardev=vsock",
+    // QMP over a socket inherited at spawn: readiness, shutdown reasons, no socket file.
+    "-chardev",
+    `socket,id=qmp,fd=${QMP_FD}`,
+    "-mon",
+    "chardev=qmp,mode=control",
+    "-pidfile",
+    STATE_FILES.qemuPid,
+  ];
+}
+
+/** The vhost-device-vsock argv (without the binary), for a process whose cwd is config.stateDir. */
+export function vsockBackendArgs(): string[] {
+  return ["--vm", `guest-cid=${GUEST_CID},socket=${STATE_FILES.vhostSocket},uds-path=${STATE_FILES.vsockSocket}`];
+}

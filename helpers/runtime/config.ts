@@ -1,0 +1,63 @@
+// What the apiserver hands a runtime helper: written as runtime.json in the
+// container's bundle directory before the helper starts, never changed after.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { ContainerError } from "../../lib/errors/index.js";
+import type { VmConfig } from "../hypervisor/types.js";
+
+export interface ProcessConfig {
+  args: string[];
+  env: string[];
+  cwd: string;
+  /** Whether stdin is connected; otherwise the process reads /dev/null. */
+  interactive: boolean;
+}
+
+export interface RuntimeConfig {
+  id: string;
+  /** <data dir>/containers/<id>: config, rootfs, logs, exit status. */
+  bundleDir: string;
+  /** <runtime dir>/c/<short id>: sockets; removed when the helper ends. */
+  runDir: string;
+  vm: VmConfig;
+  /** Hypervisor options: "kvm" or "tcg" for QEMU. */
+  accelerator: string;
+  process: ProcessConfig;
+  /** The disk is thrown away after exit, so the VM may be killed instead of shut down. */
+  autoRemove: boolean;
+}
+
+export const RUNTIME_CONFIG_FILE = "runtime.json";
+export const EXIT_FILE = "exit.json";
+export const STDIO_LOG_FILE = "stdio.log";
+export const RUNTIME_LOG_FILE = "runtime.log";
+export const BOOT_LOG_FILE = "boot.log";
+export const RUNTIME_SOCKET = "runtime.sock";
+
+/** Written once the container's process (or its VM) has ended. */
+export interface ExitRecord {
+  exitCode: number;
+  exitedAt: number;
+  /** Why: the process exited, or the VM went away underneath it. */
+  reason: "exited" | "vmCrashed" | "vmStopped" | "startFailed";
+  message?: string;
+}
+
+export function runtimeSocketPath(config: Pick<RuntimeConfig, "runDir">): string {
+  return join(config.runDir, RUNTIME_SOCKET);
+}
+
+export async function readRuntimeConfig(bundleDir: string): Promise<RuntimeConfig> {
+  const path = join(bundleDir, RUNTIME_CONFIG_FILE);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new ContainerError("invalidArgument", `cannot read runtime config ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  const c = parsed as Partial<RuntimeConfig>;
+  if (typeof c.id !== "string" || typeof c.runDir !== "string" || !c.vm || !c.process || !Array.isArray(c.process.args)) {
+    throw new ContainerError("invalidArgument", `runtime config ${path} is incomplete`);
+  }
+  return { ...(c as RuntimeConfig), bundleDir };
+}

@@ -1,0 +1,75 @@
+// Small glue between grpc-js callbacks and async code, shared by every host
+// process: errors cross the wire as ContainerErrors (lib/errors) both ways.
+import { chmod, mkdir, rm } from "node:fs/promises";
+import { dirname } from "node:path";
+import {
+  credentials,
+  Server,
+  ServerCredentials,
+  type CallOptions,
+  type ClientUnaryCall,
+  type handleUnaryCall,
+  type Metadata,
+  type ServiceError,
+  type ServerUnaryCall,
+} from "@grpc/grpc-js";
+import { ContainerError, fromGrpcError, toGrpcError } from "../errors/index.js";
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** Promise form of a generated client's unary method; failures are ContainerErrors. */
+export function call<Req, Res>(
+  method: UnaryMethod<Req, Res>,
+  client: object,
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions> = {},
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, request, metadata, options, (err, res) => {
+      if (err) reject(fromGrpcError(err));
+      else resolve(res);
+    });
+  });
+}
+
+/** A unary handler from an async function; thrown errors become typed gRPC statuses. */
+export function unary<Req, Res>(fn: (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+  return (serverCall, callback) => {
+    fn(serverCall.request, serverCall).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toGrpcError(err)),
+    );
+  };
+}
+
+/** Client options for a unix socket peer on this host. */
+export function unixTarget(path: string): string {
+  return `unix:${path}`;
+}
+
+export const insecure = credentials.createInsecure;
+
+/**
+ * Binds `server` to a unix socket only this user can open: the directory is
+ * made 0700 and the socket 0600. A stale socket file is replaced; callers check
+ * first that no live server owns it.
+ */
+export async function bindUnix(server: Server, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await rm(path, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.bindAsync(unixTarget(path), ServerCredentials.createInsecure(), (err) => {
+      if (err) reject(new ContainerError("unavailable", `cannot listen on ${path}: ${err.message}`, { cause: err }));
+      else resolve();
+    });
+  });
+  await chmod(path, 0o600);
+}
+
+export { Server };

@@ -1,0 +1,58 @@
+#!/usr/bin/env zx
+// README command (2): the whole test suite, fastest first — Go unit tests,
+// TypeScript unit tests, then the suites that boot real VMs. Ends with one
+// summary line "tests: N passed, N failed".
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { $ } from "zx";
+
+$.verbose = false;
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+process.chdir(root);
+const results = { passed: 0, failed: 0 };
+let ok = true;
+
+async function goTests() {
+  console.log("==> vminitd: go vet + go test");
+  await $({ cwd: path.join(root, "vminitd"), stdio: "inherit" })`go vet ./...`;
+  const r = await $({ cwd: path.join(root, "vminitd") })`go test -json ./...`.nothrow();
+  for (const line of r.stdout.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    const ev = JSON.parse(line);
+    if (!ev.Test) continue;
+    if (ev.Action === "pass") results.passed++;
+    if (ev.Action === "fail") {
+      results.failed++;
+      console.log(`FAIL ${ev.Package} ${ev.Test}`);
+    }
+  }
+  if (r.exitCode !== 0) {
+    ok = false;
+    console.log(r.stdout.split("\n").filter((l) => !l.startsWith("{")).join("\n"), r.stderr);
+  }
+}
+
+async function vitest(project, extra = []) {
+  console.log(`==> vitest: ${project}`);
+  const out = path.join(await fs.mkdtemp(path.join(os.tmpdir(), "vitest-")), "results.json");
+  const r = await $({ stdio: ["ignore", "inherit", "inherit"] })`npx vitest run --project ${project} ${extra} --reporter=default --reporter=json --outputFile.json=${out}`.nothrow();
+  try {
+    const json = JSON.parse(await fs.readFile(out, "utf8"));
+    results.passed += json.numPassedTests;
+    results.failed += json.numFailedTests;
+  } catch {
+    results.failed++;
+  }
+  if (r.exitCode !== 0) ok = false;
+}
+
+console.log("==> type check");
+await $({ stdio: "inherit" })`npx tsc -p tsconfig.check.json`;
+await $`npx tsc -p tsconfig.json`;
+await goTests();
+await vitest("unit");
+await vitest("e2e", ["--no-file-parallelism"]);
+console.log(`tests: ${results.passed} passed, ${results.failed} failed`);
+process.exit(ok && results.failed === 0 ? 0 : 1);

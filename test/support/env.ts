@@ -1,0 +1,101 @@
+// An isolated `container` installation for end-to-end tests: its own data and
+// runtime dirs (short paths: unix sockets have a 108-byte limit), its own
+// apiserver, and a leak check that no process or file of it outlives it.
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { repoRoot } from "../../lib/paths/index.js";
+
+export const ROOT = repoRoot();
+export const CLI = join(ROOT, "bin", "container");
+export const DEMO_ARCHIVE = join(ROOT, "build", "demo", "demo-docker.tar");
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TestEnv {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  /** Runs the CLI to completion. */
+  cli(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<RunResult>;
+  /** Starts the CLI and hands back the child for signal tests. */
+  spawnCli(args: string[]): ReturnType<typeof spawn>;
+  /** Processes (pid + command line) that mention this installation's dirs. */
+  processes(): string[];
+  /** Stops the apiserver and asserts nothing is left running; removes the dirs. */
+  close(): Promise<void>;
+}
+
+export function requireAssets(): void {
+  for (const p of [CLI, join(ROOT, "dist", "cli", "main.js"), DEMO_ARCHIVE]) {
+    if (!existsSync(p)) throw new Error(`${p} is missing: run the README set-up (npm run setup) first`);
+  }
+}
+
+export async function createTestEnv(options: { start?: boolean; loadDemo?: boolean } = {}): Promise<TestEnv> {
+  requireAssets();
+  const dir = await mkdtemp("/tmp/ct-");
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CONTAINER_DATA_DIR: join(dir, "data"),
+    CONTAINER_RUNTIME_DIR: join(dir, "run"),
+  };
+  const cli: TestEnv["cli"] = (args, opts = {}) =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const timer = setTimeout(() => {
+        child.kill("SIGKILL");
+        reject(new Error(`container ${args.join(" ")} timed out\n${stderr}`));
+      }, opts.timeoutMs ?? 120_000);
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, stdout, stderr });
+      });
+      if (opts.input !== undefined) child.stdin.end(opts.input);
+      else child.stdin.end();
+    });
+  const processes = (): string[] => {
+    const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+    return out
+      .split("\n")
+      .filter((l) => l.includes(dir) && !l.includes(" ps -eo"))
+      .map((l) => l.trim());
+  };
+  const te: TestEnv = {
+    dir,
+    env,
+    cli,
+    spawnCli: (args) => spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] }),
+    processes,
+    async close() {
+      await cli(["system", "stop"]);
+      const deadline = Date.now() + 10_000;
+      while (processes().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      const left = processes();
+      if (left.length > 0) {
+        for (const line of left) process.kill(Number(line.split(/\s+/)[0]), "SIGKILL");
+        throw new Error(`processes left behind:\n${left.join("\n")}`);
+      }
+      const runLeft = existsSync(join(dir, "run", "c")) ? await readdir(join(dir, "run", "c")) : [];
+      await rm(dir, { recursive: true, force: true });
+      if (runLeft.length > 0) throw new Error(`runtime files left behind: ${runLeft.join(", ")}`);
+    },
+  };
+  if (options.start ?? true) {
+    const r = await cli(["system", "start"]);
+    if (r.code !== 0) throw new Error(`system start failed: ${r.stderr}`);
+    if (options.loadDemo ?? true) {
+      const l = await cli(["image", "load", "-i", DEMO_ARCHIVE]);
+      if (l.code !== 0) throw new Error(`image load failed: ${l.stderr}`);
+    }
+  }
+  return te;
+}

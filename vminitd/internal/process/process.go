@@ -1,0 +1,431 @@
+// Package process runs the processes the host asks for: validation, stdio
+// wiring over vsock, starting them chrooted in a container rootfs, and
+// delivering their exit status from the reaper to every waiter.
+package process
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/container-vm/container/vminitd/internal/errdefs"
+)
+
+// Spec is what to run.
+type Spec struct {
+	Args   []string
+	Env    []string
+	Cwd    string
+	Rootfs string
+}
+
+// Ports are the host vsock ports of a process's streams; 0 = /dev/null.
+type Ports struct {
+	Stdin, Stdout, Stderr uint32
+}
+
+type state int
+
+const (
+	stateCreating state = iota // dialing stdio
+	stateCreated               // registered, not started
+	stateRunning               // started; also exited but not yet drained
+	stateExited                // exited and its streams drained and closed
+)
+
+// Process is one managed process.
+type Process struct {
+	id   string
+	spec Spec
+
+	mu     sync.Mutex
+	state  state
+	pid    int
+	conns  *stdioConns
+	stdin  *stdinCopier
+	exit   Exit
+	exited chan struct{} // closed when the reaper delivers the status
+	done   chan struct{} // closed once exited and output drained
+}
+
+// Manager holds the processes by id.
+type Manager struct {
+	log    *slog.Logger
+	reaper *Reaper
+	dial   Dialer
+	// prepare readies a rootfs before its first process (RootfsPreparer).
+	prepare func(rootfs string) error
+
+	mu    sync.Mutex
+	procs map[string]*Process
+}
+
+// NewManager makes a Manager starting processes through reaper and dialing
+// stdio with dial.
+func NewManager(log *slog.Logger, reaper *Reaper, dial Dialer) *Manager {
+	return &Manager{
+		log:     log,
+		reaper:  reaper,
+		dial:    dial,
+		prepare: NewRootfsPreparer(log).Prepare,
+		procs:   make(map[string]*Process),
+	}
+}
+
+// dialTimeout bounds connecting the stdio streams; the host listens before it
+// asks, so this only matters when something is broken.
+const dialTimeout = 10 * time.Second
+
+// ValidateSpec checks a spec without touching anything but the rootfs's
+// existence, and fills defaults (cwd "/").
+func ValidateSpec(spec *Spec) error {
+	if len(spec.Args) == 0 || spec.Args[0] == "" {
+		return errdefs.InvalidArgumentf("args must not be empty")
+	}
+	if spec.Rootfs == "" || !path.IsAbs(spec.Rootfs) {
+		return errdefs.InvalidArgumentf("rootfs %q must be an absolute path", spec.Rootfs)
+	}
+	spec.Rootfs = path.Clean(spec.Rootfs)
+	if spec.Cwd == "" {
+		spec.Cwd = "/"
+	}
+	if !path.IsAbs(spec.Cwd) {
+		return errdefs.InvalidArgumentf("cwd %q must be an absolute path", spec.Cwd)
+	}
+	spec.Cwd = path.Clean(spec.Cwd)
+	fi, err := os.Stat(spec.Rootfs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return errdefs.WithHint(errdefs.NotFoundf("rootfs %q does not exist", spec.Rootfs), "mount the rootfs first")
+	case err != nil:
+		return errdefs.Internalf("rootfs %q: %w", spec.Rootfs, err)
+	case !fi.IsDir():
+		return errdefs.InvalidArgumentf("rootfs %q is not a directory", spec.Rootfs)
+	}
+	return nil
+}
+
+// Create registers a process and connects its stdio streams to the host.
+func (m *Manager) Create(ctx context.Context, id string, spec Spec, ports Ports) error {
+	if id == "" {
+		return errdefs.InvalidArgumentf("process id must not be empty")
+	}
+	spec.Args = append([]string(nil), spec.Args...)
+	spec.Env = append([]string(nil), spec.Env...)
+	if err := ValidateSpec(&spec); err != nil {
+		return err
+	}
+	p := &Process{id: id, spec: spec, state: stateCreating, exited: make(chan struct{}), done: make(chan struct{})}
+	m.mu.Lock()
+	if _, taken := m.procs[id]; taken {
+		m.mu.Unlock()
+		return errdefs.Existsf("process %q already exists", id)
+	}
+	m.procs[id] = p
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conns, err := dialStdio(ctx, m.dial, ports.Stdin, ports.Stdout, ports.Stderr)
+	if err != nil {
+		m.mu.Lock()
+		delete(m.procs, id)
+		m.mu.Unlock()
+		return err
+	}
+	p.mu.Lock()
+	p.conns = conns
+	p.state = stateCreated
+	p.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) get(id string) (*Process, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.procs[id]
+	if !ok {
+		return nil, errdefs.NotFoundf("process %q not found", id)
+	}
+	return p, nil
+}
+
+// Start runs a created process and returns its pid.
+func (m *Manager) Start(id string) (int, error) {
+	p, err := m.get(id)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.state {
+	case stateCreating:
+		return 0, errdefs.InvalidStatef("process %q is still being created", id)
+	case stateRunning, stateExited:
+		return 0, errdefs.InvalidStatef("process %q was already started", id)
+	}
+	spec := p.spec
+	if err := m.prepare(spec.Rootfs); err != nil {
+		return 0, errdefs.Wrap(errdefs.Internal, err)
+	}
+	if err := CheckDir(spec.Rootfs, spec.Cwd); err != nil {
+		return 0, err
+	}
+	argv0, err := LookPath(spec.Rootfs, spec.Cwd, spec.Args[0], spec.Env)
+	if err != nil {
+		return 0, err
+	}
+
+	// The three child ends, and what we keep: the stdin pipe's write end and
+	// the output pipes' read ends.
+	var child [3]*os.File
+	var stdinW, stdoutR, stderrR *os.File
+	closeAll := func(fs ...*os.File) {
+		for _, f := range fs {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
+	}
+	fail := func(err error) (int, error) {
+		closeAll(child[:]...)
+		closeAll(stdinW, stdoutR, stderrR)
+		return 0, err
+	}
+	if p.conns.stdin != nil {
+		if child[0], stdinW, err = os.Pipe(); err != nil {
+			return fail(errdefs.Internalf("stdin pipe: %w", err))
+		}
+	} else if child[0], err = nullFile(false); err != nil {
+		return fail(errdefs.Wrap(errdefs.Internal, err))
+	}
+	for i, conn := range []struct {
+		c net.Conn
+		r **os.File
+	}{{p.conns.stdout, &stdoutR}, {p.conns.stderr, &stderrR}} {
+		if conn.c != nil {
+			if *conn.r, child[i+1], err = os.Pipe(); err != nil {
+				return fail(errdefs.Internalf("output pipe: %w", err))
+			}
+		} else if child[i+1], err = nullFile(true); err != nil {
+			return fail(errdefs.Wrap(errdefs.Internal, err))
+		}
+	}
+
+	attr := &syscall.ProcAttr{
+		Dir: spec.Cwd,
+		Env: spec.Env,
+		// Fd() also puts the child ends back into blocking mode.
+		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()},
+		Sys: &syscall.SysProcAttr{
+			Chroot: spec.Rootfs,
+			Setsid: true,
+		},
+	}
+	pid, err := m.reaper.Start(func() (int, error) {
+		return syscall.ForkExec(argv0, spec.Args, attr)
+	}, p.onExit)
+	closeAll(child[:]...)
+	child = [3]*os.File{}
+	if err != nil {
+		return fail(forkExecError(spec.Args[0], err))
+	}
+
+	p.pid = pid
+	p.state = stateRunning
+	var outputs []*outputCopier
+	if stdoutR != nil {
+		outputs = append(outputs, newOutputCopier(stdoutR, p.conns.stdout))
+	}
+	if stderrR != nil {
+		outputs = append(outputs, newOutputCopier(stderrR, p.conns.stderr))
+	}
+	if stdinW != nil {
+		p.stdin = newStdinCopier(p.conns.stdin, stdinW)
+	}
+	go p.finish(outputs)
+	m.log.Debug("process started", "id", id, "pid", pid, "args", spec.Args)
+	return pid, nil
+}
+
+// forkExecError gives a failed start its code.
+func forkExecError(name string, err error) error {
+	var errno syscall.Errno
+	if !errors.As(err, &errno) {
+		return errdefs.Internalf("start %q: %w", name, err)
+	}
+	switch errno {
+	case syscall.ENOENT, syscall.ENOTDIR:
+		return errdefs.WithHint(errdefs.New(errdefs.NotFound, "start %q: %w", name, err),
+			"a script's interpreter (#!) or a shared library loader may be missing from the rootfs")
+	case syscall.EACCES, syscall.EPERM:
+		return errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err)
+	case syscall.ENOEXEC:
+		return errdefs.WithHint(errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err),
+			"the executable may be built for another architecture")
+	case syscall.E2BIG:
+		return errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err)
+	case syscall.ENOMEM, syscall.EAGAIN:
+		return errdefs.New(errdefs.ResourceExhausted, "start %q: %w", name, err)
+	}
+	return errdefs.Internalf("start %q: %w", name, err)
+}
+
+// onExit is the reaper's delivery of the status.
+func (p *Process) onExit(e Exit) {
+	p.mu.Lock()
+	p.exit = e
+	p.mu.Unlock()
+	close(p.exited)
+}
+
+// finish waits for the exit, lets the output drain, closes every stream, and
+// only then marks the process exited: a waiter has every byte before it sees
+// the status.
+func (p *Process) finish(outputs []*outputCopier) {
+	<-p.exited
+	for _, c := range outputs {
+		c.processExited()
+	}
+	for _, c := range outputs {
+		<-c.done
+	}
+	p.mu.Lock()
+	if p.stdin != nil {
+		p.stdin.close()
+	}
+	p.conns.closeAll()
+	p.state = stateExited
+	p.mu.Unlock()
+	close(p.done)
+}
+
+// Wait blocks until the process has exited and its streams are closed.
+func (m *Manager) Wait(ctx context.Context, id string) (Exit, error) {
+	p, err := m.get(id)
+	if err != nil {
+		return Exit{}, err
+	}
+	p.mu.Lock()
+	st := p.state
+	p.mu.Unlock()
+	if st < stateRunning {
+		return Exit{}, errdefs.InvalidStatef("process %q has not been started", id)
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exit, nil
+}
+
+// Kill sends sig to the process; a process that has exited is left alone.
+func (m *Manager) Kill(id string, sig int) error {
+	if sig <= 0 || sig > 64 {
+		return errdefs.InvalidArgumentf("signal %d is not a valid signal number (1-64)", sig)
+	}
+	p, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	st, pid := p.state, p.pid
+	p.mu.Unlock()
+	if st < stateRunning {
+		return errdefs.InvalidStatef("process %q has not been started", id)
+	}
+	if st == stateExited {
+		return nil
+	}
+	// The reaper signals only a pid it has not reaped yet, so a recycled
+	// pid is never hit.
+	if _, err := m.reaper.Signal(pid, syscall.Signal(sig)); err != nil {
+		return errdefs.Internalf("signal %d to process %q: %w", sig, id, err)
+	}
+	return nil
+}
+
+// CloseStdin closes the process's stdin now (it reads EOF). Closing the host
+// end of the stdin connection does the same after delivering what was sent.
+func (m *Manager) CloseStdin(id string) error {
+	p, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.state < stateCreated:
+		return errdefs.InvalidStatef("process %q is still being created", id)
+	case p.stdin != nil:
+		p.stdin.close()
+	case p.conns.stdin != nil:
+		// Not started yet: the process will start with stdin at EOF.
+		_ = p.conns.stdin.Close()
+		p.conns.stdin = nil
+	}
+	return nil
+}
+
+// Delete forgets a process that has exited (or was never started).
+func (m *Manager) Delete(id string) error {
+	// Lock order: the manager, then the process.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.procs[id]
+	if !ok {
+		return errdefs.NotFoundf("process %q not found", id)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch p.state {
+	case stateCreating:
+		return errdefs.InvalidStatef("process %q is still being created", id)
+	case stateRunning:
+		return errdefs.WithHint(errdefs.InvalidStatef("process %q is running", id), "kill it and wait for it first")
+	case stateCreated:
+		p.conns.closeAll()
+	}
+	delete(m.procs, id)
+	return nil
+}
+
+// KillAll sends SIGKILL to every running process (at shutdown).
+func (m *Manager) KillAll() {
+	pids := m.reaper.Pids()
+	sort.Ints(pids)
+	for _, pid := range pids {
+		_, _ = m.reaper.Signal(pid, syscall.SIGKILL)
+	}
+}
+
+// WaitAll waits, at most until ctx ends, for every started process to finish.
+func (m *Manager) WaitAll(ctx context.Context) {
+	m.mu.Lock()
+	var dones []chan struct{}
+	for _, p := range m.procs {
+		p.mu.Lock()
+		if p.state == stateRunning {
+			dones = append(dones, p.done)
+		}
+		p.mu.Unlock()
+	}
+	m.mu.Unlock()
+	for _, d := range dones {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,181 @@
+// Package server is the gRPC face of vminitd: the Agent service of
+// api/v1/agent.proto, served on vsock.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	agentv1 "github.com/container-vm/container/vminitd/api/v1"
+	"github.com/container-vm/container/vminitd/internal/errdefs"
+	"github.com/container-vm/container/vminitd/internal/mount"
+	"github.com/container-vm/container/vminitd/internal/process"
+)
+
+// APIVersion is the contract version this agent implements.
+const APIVersion = "v1"
+
+// Options configure a Server.
+type Options struct {
+	Log       *slog.Logger
+	Version   string
+	Processes *process.Manager
+	// Shutdown is called (in its own goroutine) after the Shutdown RPC has
+	// replied; it powers the VM off and does not return.
+	Shutdown func()
+	// Mount mounts a filesystem; mount.Mount unless a test replaces it.
+	Mount func(source, target, fstype string, o mount.Options) error
+}
+
+// Server implements agentv1.AgentServer.
+type Server struct {
+	agentv1.UnimplementedAgentServer
+	opts Options
+	grpc *grpc.Server
+}
+
+// New makes the server and its gRPC server with our interceptor.
+func New(opts Options) *Server {
+	if opts.Mount == nil {
+		opts.Mount = mount.Mount
+	}
+	s := &Server{opts: opts}
+	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(unaryInterceptor(opts.Log)))
+	agentv1.RegisterAgentServer(s.grpc, s)
+	return s
+}
+
+// Serve serves on l until Stop.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.grpc.Serve(l)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Stop lets in-flight calls finish (at most timeout), then closes everything.
+func (s *Server) Stop(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.grpc.Stop()
+	}
+}
+
+// uptime is the time since boot, counting suspend (CLOCK_BOOTTIME).
+func uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+func (s *Server) Ping(context.Context, *agentv1.PingRequest) (*agentv1.PingResponse, error) {
+	return &agentv1.PingResponse{
+		ApiVersion:   APIVersion,
+		AgentVersion: s.opts.Version,
+		UptimeNs:     uint64(uptime()),
+	}, nil
+}
+
+func (s *Server) Mount(_ context.Context, req *agentv1.MountRequest) (*agentv1.MountResponse, error) {
+	target := req.GetTarget()
+	if target == "" || !path.IsAbs(target) {
+		return nil, errdefs.InvalidArgumentf("mount target %q must be an absolute path", target)
+	}
+	target = path.Clean(target)
+	if target == "/" {
+		return nil, errdefs.InvalidArgumentf("cannot mount over /")
+	}
+	opts := mount.ParseOptions(req.GetOptions())
+	if req.GetFstype() == "" && opts.Flags&unix.MS_BIND == 0 && opts.Flags&unix.MS_REMOUNT == 0 {
+		return nil, errdefs.InvalidArgumentf("fstype is required (except for bind mounts and remounts)")
+	}
+	if err := mkdirAll(target); err != nil {
+		return nil, err
+	}
+	if err := s.opts.Mount(req.GetSource(), target, req.GetFstype(), opts); err != nil {
+		return nil, mountError(err)
+	}
+	s.opts.Log.Info("mounted", "source", req.GetSource(), "target", target, "fstype", req.GetFstype(), "options", req.GetOptions())
+	return &agentv1.MountResponse{}, nil
+}
+
+func (s *Server) CreateProcess(ctx context.Context, req *agentv1.CreateProcessRequest) (*agentv1.CreateProcessResponse, error) {
+	spec := req.GetSpec()
+	if spec == nil {
+		return nil, errdefs.InvalidArgumentf("spec is required")
+	}
+	err := s.opts.Processes.Create(ctx, req.GetId(), process.Spec{
+		Args:   spec.GetArgs(),
+		Env:    spec.GetEnv(),
+		Cwd:    spec.GetCwd(),
+		Rootfs: spec.GetRootfs(),
+	}, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.CreateProcessResponse{}, nil
+}
+
+func (s *Server) StartProcess(_ context.Context, req *agentv1.StartProcessRequest) (*agentv1.StartProcessResponse, error) {
+	pid, err := s.opts.Processes.Start(req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.StartProcessResponse{Pid: int32(pid)}, nil
+}
+
+func (s *Server) WaitProcess(ctx context.Context, req *agentv1.WaitProcessRequest) (*agentv1.WaitProcessResponse, error) {
+	exit, err := s.opts.Processes.Wait(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &agentv1.WaitProcessResponse{ExitCode: exit.Code(), ExitedAtNs: exit.At.UnixNano()}, nil
+}
+
+func (s *Server) KillProcess(_ context.Context, req *agentv1.KillProcessRequest) (*agentv1.KillProcessResponse, error) {
+	if err := s.opts.Processes.Kill(req.GetId(), int(req.GetSignal())); err != nil {
+		return nil, err
+	}
+	return &agentv1.KillProcessResponse{}, nil
+}
+
+func (s *Server) CloseProcessStdin(_ context.Context, req *agentv1.CloseProcessStdinRequest) (*agentv1.CloseProcessStdinResponse, error) {
+	if err := s.opts.Processes.CloseStdin(req.GetId()); err != nil {
+		return nil, err
+	}
+	return &agentv1.CloseProcessStdinResponse{}, nil
+}
+
+func (s *Server) DeleteProcess(_ context.Context, req *agentv1.DeleteProcessRequest) (*agentv1.DeleteProcessResponse, error) {
+	if err := s.opts.Processes.Delete(req.GetId()); err != nil {
+		return nil, err
+	}
+	return &agentv1.DeleteProcessResponse{}, nil
+}
+
+func (s *Server) Shutdown(context.Context, *agentv1.ShutdownRequest) (*agentv1.ShutdownResponse, error) {
+	if s.opts.Shutdown == nil {
+		return nil, errdefs.Unsupportedf("shutdown is not available")
+	}
+	s.opts.Log.Info("shutdown requested")
+	// The reply goes out first; Shutdown stops the gRPC server gracefully,
+	// which waits for this call to finish writing it.
+	go s.opts.Shutdown()
+	return &agentv1.ShutdownResponse{}, nil
+}

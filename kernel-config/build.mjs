@@ -28,25 +28,31 @@ const cacheRoot = path.join(
 const SOURCE_PKG = "linux-source-6.1";
 const SOURCE_TARBALL = `/usr/src/${SOURCE_PKG}.tar.xz`;
 
+// Cross-compile unless the host already is the target.
+const hostArch = os.arch() === "x64" ? "x86_64" : os.arch();
+const cross = (arch, prefix) => (hostArch === arch ? "" : prefix);
 const ARCHES = {
   x86_64: {
-    make: ["ARCH=x86_64"],
-    cc: "gcc",
+    karch: "x86_64",
+    cross: cross("x86_64", "x86_64-linux-gnu-"),
     target: "vmlinux",
     artifact: "vmlinux",
     output: "vmlinux",
-    // Only the ELF symbol table goes; PT_LOAD/PT_NOTE (incl. the PVH entry note) stay.
-    strip: "strip",
+    // Drops the symbol table only; PT_LOAD and PT_NOTE (with the PVH entry point) stay.
+    strip: true,
   },
   arm64: {
-    make: ["ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-"],
-    cc: "aarch64-linux-gnu-gcc",
+    karch: "arm64",
+    cross: cross("arm64", "aarch64-linux-gnu-"),
     target: "Image",
     artifact: "arch/arm64/boot/Image",
     output: "Image",
-    strip: null,
+    strip: false,
   },
 };
+for (const spec of Object.values(ARCHES)) {
+  spec.make = [`ARCH=${spec.karch}`, ...(spec.cross ? [`CROSS_COMPILE=${spec.cross}`] : [])];
+}
 
 const log = (arch, msg) => console.log(`[kernel ${arch}] ${msg}`);
 const secs = (t0) => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
@@ -62,12 +68,33 @@ async function main() {
   }
   const version = (await $`dpkg-query -W -f=${"${Version}"} ${SOURCE_PKG}`).stdout.trim();
   await fs.mkdir(cacheRoot, { recursive: true });
+  await removeStale();
   for (const arch of arches) await buildArch(arch, version);
+}
+
+// Our temp dirs of runs that died (Ctrl-C, OOM) end in .tmp-<pid>; drop them
+// once their process is gone. A build tree is several hundred MB.
+async function removeStale() {
+  for (const name of await fs.readdir(cacheRoot)) {
+    const m = /^(?:src|build|kernel)-.*\.tmp-(\d+)$/.exec(name);
+    if (!m || isAlive(Number(m[1]))) continue;
+    await fs.rm(path.join(cacheRoot, name), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === "EPERM";
+  }
 }
 
 async function cacheKey(arch, version) {
   const spec = ARCHES[arch];
-  const ccVersion = (await $`${spec.cc} --version`).stdout.split("\n")[0];
+  const gcc = `${spec.cross}gcc`;
+  const ccVersion = (await $`${gcc} --version`).stdout.split("\n")[0];
   const h = createHash("sha256");
   for (const part of [
     await fs.readFile(path.join(here, `${arch}.config`), "utf8"),
@@ -124,37 +151,53 @@ async function build(arch, spec, key, cached, src) {
   const obj = path.join(cacheRoot, `build-${arch}-${tag}`);
   const stage = path.join(cacheRoot, `kernel-${arch}-${tag}`);
   const makeLog = path.join(obj, "make.log");
+  const failLog = path.join(cacheRoot, `kernel-${arch}-failed.log`);
+  const fail = async (what) => {
+    await fs.copyFile(makeLog, failLog).catch(() => {});
+    const tail = (await $`tail -n 30 ${failLog}`.nothrow()).stdout;
+    return new Error(`${arch}: ${what} failed:\n${tail}\n(full log: ${failLog})`);
+  };
   const make = (...args) =>
-    $({ cwd: src })`make O=${obj} ${spec.make} ${args} >>${makeLog} 2>&1`.catch(async (e) => {
-      const tail = (await $`tail -n 40 ${makeLog}`.nothrow()).stdout;
-      throw new Error(`make ${args.join(" ")} failed for ${arch}:\n${tail}\n(full log: ${makeLog})`);
+    $({ cwd: src })`make O=${obj} ${spec.make} ${args} >>${makeLog} 2>&1`.catch(async () => {
+      throw await fail(`make ${args.join(" ")}`);
     });
   await fs.rm(obj, { recursive: true, force: true });
   await fs.mkdir(obj, { recursive: true });
-  let ok = false;
   try {
     const fragment = path.join(here, `${arch}.config`);
+    const dotconfig = path.join(obj, ".config");
     await make("allnoconfig");
-    await $({ cwd: src })`scripts/kconfig/merge_config.sh -m -O ${obj} ${path.join(obj, ".config")} ${fragment} >>${makeLog} 2>&1`;
+    // -m: merge only; cwd=obj keeps merge_config's temp files out of the shared source tree.
+    await $({ cwd: obj })`${path.join(src, "scripts/kconfig/merge_config.sh")} -m -O ${obj} ${dotconfig} ${fragment} >>${makeLog} 2>&1`.catch(
+      async () => {
+        throw await fail("merge_config.sh");
+      },
+    );
     await make("olddefconfig");
-    await checkConfig(arch, fragment, path.join(obj, ".config"));
+    await checkConfig(arch, fragment, dotconfig);
     const jobs = os.availableParallelism?.() ?? os.cpus().length;
-    log(arch, `config ok, make -j${jobs} ${spec.target} (log: ${makeLog})`);
+    log(arch, `config ok, make -j${jobs} ${spec.target}`);
     await make(`-j${jobs}`, spec.target);
 
     await fs.rm(stage, { recursive: true, force: true });
     await fs.mkdir(stage, { recursive: true });
     const out = path.join(stage, spec.output);
     await fs.copyFile(path.join(obj, spec.artifact), out);
-    if (spec.strip) await $`${spec.strip} ${out}`;
-    await fs.copyFile(path.join(obj, ".config"), path.join(stage, "config"));
+    if (spec.strip) await $`${`${spec.cross}strip`} ${out}`;
+    await fs.copyFile(dotconfig, path.join(stage, "config"));
     await fs.writeFile(path.join(stage, "cache-key"), `${key}\n`);
-    await fs.rm(cached, { recursive: true, force: true });
-    await fs.rename(stage, cached);
-    ok = true;
+    try {
+      await fs.rename(stage, cached);
+    } catch (e) {
+      // A concurrent run with the same key published first: keep its copy.
+      if (!existsSync(path.join(cached, spec.output))) {
+        await fs.rm(cached, { recursive: true, force: true });
+        await fs.rename(stage, cached);
+      }
+    }
   } finally {
     await fs.rm(stage, { recursive: true, force: true });
-    if (ok || !process.env.KEEP_FAILED_BUILD) await fs.rm(obj, { recursive: true, force: true });
+    await fs.rm(obj, { recursive: true, force: true });
   }
 }
 
@@ -196,4 +239,9 @@ async function publish(arch, spec, key, cached) {
   log(arch, `-> ${path.relative(process.cwd(), path.join(dir, spec.output)) || dir}`);
 }
 
-await main();
+try {
+  await main();
+} catch (e) {
+  console.error(`[kernel] ${e.message ?? e}`);
+  process.exit(1);
+}

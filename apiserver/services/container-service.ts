@@ -115,10 +115,17 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
           if (res.stdout) toClient({ stdout: res.stdout });
           else if (res.stderr) toClient({ stderr: res.stderr });
           else if (res.exitCode !== undefined) {
+            // The helper ends soon after; its stream closing is no error now.
+            hs.removeListener("error", fail);
+            hs.on("error", () => undefined);
             const fallback = res.exitCode;
+            const finish = (exitCode: number): void => {
+              stream.write({ exitCode });
+              stream.end();
+            };
             ctx.containers.settled(record.id).then(
-              (settled) => stream.end({ exitCode: settled.exitCode ?? fallback }),
-              () => stream.end({ exitCode: fallback }),
+              (settled) => finish(settled.exitCode ?? fallback),
+              () => finish(fallback),
             );
           }
         });

@@ -89,8 +89,11 @@ describe("qemuArgs on x86_64", () => {
     expect(drives[1]).toContain("id=disk1,file=/data/c1/rootfs.ext4,format=raw");
     expect(drives[1]).not.toContain("readonly");
     for (const d of drives) expect(d).toMatch(/^if=none,/);
-    const devices = values(args, "-device");
-    expect(devices.slice(0, 2)).toEqual(["virtio-blk-device,drive=disk0", "virtio-blk-device,drive=disk1"]);
+    expect(values(args, "-device")).toEqual([
+      "virtio-blk-device,drive=disk0",
+      "virtio-blk-device,drive=disk1",
+      "vhost-user-vsock-device,chardev=vsock",
+    ]);
   });
 
   it("escapes commas in paths", () => {
@@ -116,13 +119,17 @@ describe("qemuArgs on x86_64", () => {
 });
 
 describe("qemuArgs on aarch64", () => {
-  it("uses the virt machine with GICv3, -cpu max under TCG and the PL011 console", () => {
+  it("uses the virt machine with the best GIC, -cpu max under TCG and the PL011 console", () => {
     const args = qemuArgs({ config: config({ arch: "aarch64", kernelPath: "/assets/Image" }), accel: "tcg" });
-    expect(value(args, "-M")).toMatch(/^virt,gic-version=3,.*memory-backend=mem/);
+    expect(value(args, "-M")).toMatch(/^virt,gic-version=max,.*memory-backend=mem/);
     expect(value(args, "-cpu")).toMatch(/^max/);
     expect(value(args, "-append").startsWith("console=ttyAMA0 ")).toBe(true);
-    expect(values(args, "-device")).toContain("vhost-user-vsock-device,chardev=vsock");
-    expect(values(args, "-device")).toContain("virtio-blk-device,drive=disk0");
+    // virt enumerates virtio-mmio devices in reverse: the init filesystem must come last to be vda.
+    expect(values(args, "-device")).toEqual([
+      "vhost-user-vsock-device,chardev=vsock",
+      "virtio-blk-device,drive=disk1",
+      "virtio-blk-device,drive=disk0",
+    ]);
   });
 });
 

@@ -12,9 +12,11 @@ export type Accelerator = "kvm" | "tcg";
 export const STATE_FILES = {
   /** vhost-user control socket: the vsock backend listens, QEMU connects. */
   vhostSocket: "vhost-vsock.sock",
-  /** Host side of the vsock device: `CONNECT <port>` here reaches the guest. */
+  /**
+   * Host side of the vsock device: `CONNECT <port>` here reaches the guest;
+   * guest-initiated connections to host port N arrive on `vsock.sock_N`.
+   */
   vsockSocket: "vsock.sock",
-  /** Guest-initiated connections to host port N arrive on `vsock.sock_N`. */
   qemuPid: "qemu.pid",
   backendPid: "vsock-backend.pid",
 } as const;
@@ -60,10 +62,11 @@ function machineArgs(arch: GuestArch, accel: Accelerator): string[] {
     return [
       "-M",
       // microvm without ACPI or option ROMs. The PIT and PIC stay: under TCG
-      // there is no kvmclock and no CPUID TSC frequency, so the kernel
-      // calibrates the TSC against the PIT (it cannot without a legacy PIC)
-      // and hangs with neither. The RTC gives the guest the wall-clock time.
-      // The ISA serial port is the console. A QEMU core dump leaves guest RAM out.
+      // there is no kvmclock and the TSC frequency cannot be calibrated, so
+      // the kernel keeps time with the PIT tick (routed through the legacy
+      // PIC); without them it hangs early in boot. The RTC gives the guest
+      // the wall-clock time. The ISA serial port is the console. A QEMU core
+      // dump leaves guest RAM out.
       "microvm,acpi=off,x-option-roms=off,pit=on,pic=on,rtc=on,isa-serial=on,dump-guest-core=off,memory-backend=mem",
       "-cpu",
       accel === "kvm" ? "host" : "max",
@@ -71,8 +74,9 @@ function machineArgs(arch: GuestArch, accel: Accelerator): string[] {
   }
   return [
     "-M",
-    // GICv3 works under both TCG and KVM on current hosts; the PL011 UART is built in.
-    "virt,gic-version=3,dump-guest-core=off,memory-backend=mem",
+    // The newest GIC the accelerator offers (GICv3 under TCG; under KVM what
+    // the host has). The PL011 UART (the console) is built in.
+    "virt,gic-version=max,dump-guest-core=off,memory-backend=mem",
     "-cpu",
     // The architected pointer-auth algorithm is slow to emulate; the
     // implementation-defined one is fine for a guest that just uses it.
@@ -80,24 +84,37 @@ function machineArgs(arch: GuestArch, accel: Accelerator): string[] {
   ];
 }
 
-function diskArgs(config: VmConfig): string[] {
-  const out: string[] = [];
-  config.disks.forEach((disk, i) => {
+function driveArgs(config: VmConfig): string[] {
+  return config.disks.flatMap((disk, i) => {
     const opts = [
       `if=none`,
       `id=disk${i}`,
       `file=${escapeOptionValue(disk.path)}`,
       `format=${disk.format}`,
       // Host page cache on: the read-only init filesystem is shared by every
-      // VM, and container disks are disposable clones; guest flushes are honoured.
+      // VM, and container disks are disposable clones; guest flushes are
+      // honoured. (aio=io_uring is not used: seccomp profiles often forbid it.)
       `cache=writeback`,
-      `aio=io_uring`,
     ];
     if (disk.readOnly) opts.push("readonly=on");
     else opts.push("discard=unmap", "detect-zeroes=unmap");
-    out.push("-drive", opts.join(","), "-device", `virtio-blk-device,drive=disk${i}`);
+    return ["-drive", opts.join(",")];
   });
-  return out;
+}
+
+/**
+ * The virtio-mmio devices, in the order that makes the guest see the disks
+ * as vda, vdb, ... in config order. microvm hands out transports in command
+ * line order; virt hands them out from the top, so the guest enumerates them
+ * in reverse command line order.
+ */
+function virtioDeviceArgs(config: VmConfig): string[] {
+  const devices = [
+    ...config.disks.map((_, i) => `virtio-blk-device,drive=disk${i}`),
+    "vhost-user-vsock-device,chardev=vsock",
+  ];
+  if (config.arch === "aarch64") devices.reverse();
+  return devices.flatMap((d) => ["-device", d]);
 }
 
 /** The QEMU argv (without the binary), for a process whose cwd is config.stateDir. */
@@ -129,11 +146,10 @@ export function qemuArgs({ config, accel }: QemuCommandInput): string[] {
     `file,id=con,path=${escapeOptionValue(config.consoleLogPath)},append=on`,
     "-serial",
     "chardev:con",
-    ...diskArgs(config),
+    ...driveArgs(config),
     "-chardev",
     `socket,id=vsock,path=${STATE_FILES.vhostSocket}`,
-    "-device",
-    "vhost-user-vsock-device,chardev=vsock",
+    ...virtioDeviceArgs(config),
     // QMP over a socket inherited at spawn: readiness, shutdown reasons, no socket file.
     "-chardev",
     `socket,id=qmp,fd=${QMP_FD}`,

@@ -90,6 +90,7 @@ export class QemuMachine implements VirtualMachine {
   private backend: SpawnedChild | undefined;
   private qmp: QmpClient | undefined;
   private readonly listeners = new Map<number, UnixListener>();
+  private readonly pendingListens = new Set<number>();
   private startPromise: Promise<void> | undefined;
   private finalizing: Promise<void> | undefined;
   private stopRequested = false;
@@ -175,12 +176,22 @@ export class QemuMachine implements VirtualMachine {
     if (this.phase === "stopping" || this.phase === "stopped" || this.finalizing) {
       throw new ContainerError("invalidState", `cannot listen on port ${port} of VM ${this.id}: it is ${this.current.kind}`);
     }
-    if (this.listeners.has(port)) {
+    if (this.listeners.has(port) || this.pendingListens.has(port)) {
       throw new ContainerError("exists", `VM ${this.id} already listens on host vsock port ${port}`);
     }
-    const listener = await listenVsock(this.hostPath(listenerFileName(port)), () => {
-      if (this.listeners.get(port) === listener) this.listeners.delete(port);
-    });
+    this.pendingListens.add(port);
+    let listener: UnixListener;
+    try {
+      listener = await listenVsock(this.hostPath(listenerFileName(port)), () => {
+        if (this.listeners.get(port) === listener) this.listeners.delete(port);
+      });
+    } finally {
+      this.pendingListens.delete(port);
+    }
+    if (this.finalizing) {
+      await listener.close();
+      throw new ContainerError("invalidState", `VM ${this.id} stopped while it started listening on port ${port}`);
+    }
     this.listeners.set(port, listener);
     return listener;
   }

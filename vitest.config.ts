@@ -10,7 +10,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{cli,apiserver,helpers,lib,scripts,kernel-config}/**/*.test.ts"],
+          include: ["{cli,apiserver,helpers,lib,scripts,kernel-config,bench}/**/*.test.ts"],
           testTimeout: 20_000,
         },
       },

@@ -62,8 +62,19 @@ async function main(): Promise<void> {
 
   const server = new Server();
   const exit = async (stopContainers: boolean): Promise<void> => {
+    containers.close();
     if (stopContainers) await containers.stopAll();
-    server.forceShutdown();
+    // Let in-flight replies (the Shutdown call's own) go out first.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     await rm(socket, { force: true });
     await rm(join(run, PID_FILE), { force: true });
     logger.info("apiserver stopped", { stoppedContainers: stopContainers });

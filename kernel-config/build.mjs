@@ -73,7 +73,7 @@ async function main() {
 }
 
 // Our temp dirs of runs that died (Ctrl-C, OOM) end in .tmp-<pid>; drop them
-// once their process is gone. A build tree is several hundred MB.
+// once their process is gone. A build tree is about 125 MB.
 async function removeStale() {
   for (const name of await fs.readdir(cacheRoot)) {
     const m = /^(?:src|build|kernel)-.*\.tmp-(\d+)$/.exec(name);

@@ -1,6 +1,6 @@
 // Starting and talking to runtime helpers. A helper is spawned detached (its
 // own session) so that it, and the container's VM, survive the apiserver.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,44 +70,99 @@ async function logTail(bundleDir: string): Promise<string> {
   }
 }
 
-/** Spawns the helper for a container whose runtime.json is written, and waits until it serves. */
-export async function spawnHelper(config: RuntimeConfig): Promise<HelperHandle> {
-  const log = await open(join(config.bundleDir, RUNTIME_LOG_FILE), "a", 0o600);
-  const child = spawn(process.execPath, [HELPER_MAIN, config.bundleDir], {
-    detached: true,
-    stdio: ["ignore", log.fd, log.fd],
-    env: process.env,
-  });
-  await log.close();
-  const pid = child.pid;
-  if (pid === undefined) {
-    throw new ContainerError("internal", "could not start the runtime helper");
-  }
-  child.unref();
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  let gone = false;
-  void exited.then(() => (gone = true));
+export interface HelperLauncher {
+  /** Starts the helper for a container whose runtime.json is written, and waits until it serves. */
+  launch(config: RuntimeConfig): Promise<HelperHandle>;
+  /** Ends the spare helper. */
+  close(): void;
+}
 
-  const client = connectHelper(config);
-  const h = handle(pid, client, exited);
-  const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
-      return h;
-    } catch (err) {
-      if (gone || Date.now() >= deadline) {
-        client.close();
-        if (!gone) process.kill(pid, "SIGKILL");
-        const why = await logTail(config.bundleDir);
-        throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
-          hint: "see the runtime log in the container's directory",
-          cause: err,
-        });
+/**
+ * Launches runtime helpers. One spare helper is kept loaded (--standby) and
+ * handed the next container's bundle on stdin, taking Node's and gRPC's start-up
+ * off the container's cold start; a new spare is made once that container's
+ * helper serves. A spare whose apiserver goes away sees EOF and exits.
+ */
+export function createHelperLauncher(options: { runtimeDir: string; spare: boolean }): HelperLauncher {
+  let spare: ChildProcess | undefined;
+  let closed = false;
+
+  const prepareSpare = (): void => {
+    if (!options.spare || closed || spare) return;
+    const child = spawn(process.execPath, [HELPER_MAIN, "--standby", options.runtimeDir], {
+      detached: true,
+      stdio: ["pipe", "ignore", "inherit"],
+    });
+    child.once("exit", () => {
+      if (spare === child) spare = undefined;
+    });
+    child.on("error", () => undefined);
+    child.stdin?.on("error", () => undefined);
+    child.unref();
+    spare = child;
+  };
+
+  const take = (config: RuntimeConfig): ChildProcess | undefined => {
+    const child = spare;
+    spare = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null || !child.stdin?.writable) return undefined;
+    child.stdin.end(`${config.bundleDir}\n`);
+    return child;
+  };
+
+  const spawnFresh = async (config: RuntimeConfig): Promise<ChildProcess> => {
+    const log = await open(join(config.bundleDir, RUNTIME_LOG_FILE), "a", 0o600);
+    const child = spawn(process.execPath, [HELPER_MAIN, config.bundleDir], {
+      detached: true,
+      stdio: ["ignore", log.fd, log.fd],
+    });
+    await log.close();
+    child.unref();
+    return child;
+  };
+
+  prepareSpare();
+  return {
+    async launch(config) {
+      const child = take(config) ?? (await spawnFresh(config));
+      const pid = child.pid;
+      if (pid === undefined) throw new ContainerError("internal", "could not start the runtime helper");
+      const exited = new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve();
+        else child.once("exit", () => resolve());
+      });
+      let gone = false;
+      void exited.then(() => (gone = true));
+      const client = connectHelper(config);
+      const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
+      try {
+        for (;;) {
+          try {
+            await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
+            return handle(pid, client, exited);
+          } catch (err) {
+            if (gone || Date.now() >= deadline) {
+              client.close();
+              if (!gone) process.kill(pid, "SIGKILL");
+              const why = await logTail(config.bundleDir);
+              throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
+                hint: "see the runtime log in the container's directory",
+                cause: err,
+              });
+            }
+            await new Promise((r) => setTimeout(r, 10));
+          }
+        }
+      } finally {
+        prepareSpare();
       }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+    },
+    close() {
+      closed = true;
+      spare?.kill("SIGTERM");
+      spare = undefined;
+    },
+  };
 }
 
 /** Reconnects to the helper of a container found running after an apiserver restart. */

@@ -12,7 +12,7 @@ import type { ImageStore } from "../../helpers/image/types.js";
 import type { GuestAssets } from "../../helpers/hypervisor/types.js";
 import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
-import { readExitRecord, reattachHelper, spawnHelper, type HelperHandle } from "./helper.js";
+import { createHelperLauncher, readExitRecord, reattachHelper, type HelperHandle } from "./helper.js";
 import { bundleDir, loadRecords, saveRecord, type ContainerRecord } from "./records.js";
 import { cloneRootfs, ROOTFS_FILE } from "./rootfs.js";
 import { buildProcess, validateName, type CreateRequest } from "./spec.js";
@@ -24,6 +24,8 @@ export interface ManagerOptions {
   assets: GuestAssets;
   accelerator: () => Promise<string>;
   logger: Logger;
+  /** Keep a loaded runtime helper ready for the next container (default true). */
+  spareHelper?: boolean;
 }
 
 export interface ContainerManager {
@@ -38,6 +40,8 @@ export interface ContainerManager {
   settled(ref: string): Promise<ContainerRecord>;
   /** Stops every running container; used before the apiserver exits. */
   stopAll(): Promise<void>;
+  /** Releases what the manager itself holds (the spare helper); containers keep running. */
+  close(): void;
   recover(): Promise<void>;
 }
 
@@ -47,6 +51,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
   const helpers = new Map<string, HelperHandle>();
   const settling = new Map<string, Promise<ContainerRecord>>();
   const creatingNames = new Set<string>();
+  const launcher = createHelperLauncher({ runtimeDir: options.runtimeDir, spare: options.spareHelper ?? true });
 
   const runDirOf = (id: string): string => join(options.runtimeDir, "c", id.slice(0, 12));
 
@@ -149,7 +154,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         };
         await writeJsonAtomic(join(bundle, RUNTIME_CONFIG_FILE), runtime);
         await saveRecord(dataDir, record);
-        const helper = await spawnHelper(runtime);
+        const helper = await launcher.launch(runtime);
         helpers.set(id, helper);
         records.set(id, record);
         await update(record, { helperPid: helper.pid });
@@ -223,6 +228,10 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           await settling.get(id);
         }),
       );
+    },
+
+    close() {
+      launcher.close();
     },
 
     async recover() {

@@ -2,8 +2,8 @@
 // or the image store, map errors at the wire. No logic of their own.
 import { PassThrough } from "node:stream";
 import { Metadata, type ClientDuplexStream, type ServerDuplexStream, type ServerReadableStream, type sendUnaryData } from "@grpc/grpc-js";
-import { ContainerError, toGrpcError } from "../../lib/errors/index.js";
-import { unary } from "../../lib/grpc/index.js";
+import { ContainerError } from "../../lib/errors/index.js";
+import { toGrpcError, unary } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
 import type { AttachRequest as HelperAttachRequest, AttachResponse as HelperAttachResponse } from "../../helpers/runtime/api/gen/runtime.js";

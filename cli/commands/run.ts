@@ -121,6 +121,13 @@ export function registerRun(program: Command): void {
       if (opts.detach && opts.interactive) {
         throw new ContainerError("invalidArgument", "--detach and --interactive cannot be used together");
       }
-      process.exitCode = await run(image, command, opts);
+      try {
+        process.exitCode = await run(image, command, opts);
+      } catch (err) {
+        // Docker's convention: 125 when the runtime, not the command, failed.
+        throw Object.assign(err instanceof ContainerError ? err : explain(err), {
+          exitCode: (err as { exitCode?: number }).exitCode ?? RUN_FAILED,
+        });
+      }
     });
 }

@@ -11,7 +11,6 @@ import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
 import { AgentClient as GrpcAgentClient } from "./gen/agent.js";
 import type { AgentClient } from "./types.js";
 
-export const AGENT_PORT = 1024;
 
 export interface ConnectAgentOptions {
   /** Opens a stream to the agent's vsock port; rejects while the guest is not listening yet. */

@@ -9,6 +9,9 @@ import type {
 
 export type { CreateProcessRequest, MountRequest, PingResponse, WaitProcessResponse };
 
+/** The vsock port vminitd serves this API on. */
+export const AGENT_PORT = 1024;
+
 export interface AgentClient {
   ping(): Promise<PingResponse>;
   mount(request: MountRequest): Promise<void>;

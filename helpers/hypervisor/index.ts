@@ -44,6 +44,11 @@ export async function selectAccelerator(options: SelectOptions): Promise<string>
   return (await qemu.accelerator(assets.arch, assets.kernelPath, assets.initfsPath)).accel;
 }
 
+/** Loads this host's backend code ahead of need (a standby runtime helper). */
+export async function preloadBackend(): Promise<void> {
+  if (process.platform === "linux") await import("./qemu/index.js");
+}
+
 export interface CreateHypervisorOptions {
   /** As chosen by selectAccelerator. */
   accelerator: string;

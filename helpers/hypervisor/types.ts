@@ -68,13 +68,18 @@ export interface VirtualMachine {
    * made for it (processes, sockets, files in stateDir) is released. Idempotent.
    */
   stop(): Promise<void>;
+  /**
+   * Ends the VM at once, giving the guest no chance to flush: for VMs whose
+   * writable disks are thrown away. Releases everything stop() does.
+   */
+  kill(): Promise<void>;
   /** Opens a stream to a port the guest listens on. Fails if nobody listens. */
   dial(port: number): Promise<Duplex>;
   /** Accepts connections the guest makes to `port` on the host. Call before the guest dials. */
   listen(port: number): Promise<VmListener>;
   /** Resolves when the VM has stopped, for whatever reason. */
   waitForExit(): Promise<Extract<VmState, { kind: "stopped" }>>;
-  /** Host process ids the VM consists of (hypervisor, device backends), for accounting. */
+  /** Host process ids the VM consists of, the hypervisor first, then device backends. */
   pids(): number[];
 }
 

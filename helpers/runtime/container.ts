@@ -9,8 +9,7 @@ import type { Duplex } from "node:stream";
 import { ContainerError, asContainerError } from "../../lib/errors/index.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
-import { AGENT_PORT, connectAgent } from "../agent/client.js";
-import type { AgentClient } from "../agent/types.js";
+import { AGENT_PORT, type AgentClient } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
 import { EXIT_FILE, STDIO_LOG_FILE, type ExitRecord, type RuntimeConfig } from "./config.js";
 
@@ -85,6 +84,8 @@ export async function bootContainer(
 
   // The agent and the rootfs mount are prepared while the caller attaches.
   const ready: Promise<AgentClient> = (async () => {
+    // Loaded after the VM is started: gRPC's import cost overlaps the guest's boot.
+    const { connectAgent } = await import("../agent/client.js");
     const agent = await connectAgent({
       dial: () => vm.dial(AGENT_PORT),
       socketPath: join(config.runDir, "agent.sock"),
@@ -202,7 +203,8 @@ export async function bootContainer(
           }
         }
       }
-      await vm.stop();
+      if (force) await vm.kill();
+      else await vm.stop();
       await finished.promise;
     })();
     return stopping;

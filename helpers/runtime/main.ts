@@ -1,24 +1,65 @@
-// Entry point of a runtime helper: `node helpers/runtime/main.js <bundle dir>`.
-// Started detached by the apiserver so it outlives an apiserver restart; owns
-// exactly one container's VM and ends when that VM is gone.
+// Entry point of a runtime helper. Started detached by the apiserver so it
+// outlives an apiserver restart; owns exactly one container's VM and ends when
+// that VM is gone.
+//
+//   main.js <bundle dir>            boot that container now
+//   main.js --standby <runtime dir> load everything, then wait for a bundle dir
+//                                   on stdin (EOF: exit). The apiserver keeps one
+//                                   such spare so that no container waits for
+//                                   Node and gRPC to load.
+//
+// Only what booting needs is imported up front; gRPC loads while the guest boots.
+import { openSync, writeSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
-import { Server } from "@grpc/grpc-js";
+import { join } from "node:path";
 import { asContainerError } from "../../lib/errors/index.js";
-import { bindUnix } from "../../lib/grpc/index.js";
 import { createLogger } from "../../lib/log/index.js";
-import { createHypervisor } from "../hypervisor/index.js";
-import { RuntimeService } from "./api/gen/runtime.js";
-import { readRuntimeConfig, runtimeSocketPath } from "./config.js";
+import { createHypervisor, preloadBackend } from "../hypervisor/index.js";
+import { readRuntimeConfig, RUNTIME_LOG_FILE, runtimeSocketPath } from "./config.js";
 import { bootContainer } from "./container.js";
-import { runtimeService } from "./service.js";
+
+function loadServing() {
+  return Promise.all([
+    import("@grpc/grpc-js"),
+    import("../../lib/grpc/index.js"),
+    import("./api/gen/runtime.js"),
+    import("./service.js"),
+    import("../agent/client.js"),
+  ]);
+}
+
+/** The first line on stdin, or undefined at EOF. */
+function readLine(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = "";
+    const done = (): void => {
+      process.stdin.destroy();
+      const nl = text.indexOf("\n");
+      resolve(nl === -1 ? undefined : text.slice(0, nl));
+    };
+    process.stdin.on("data", (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes("\n")) done();
+    });
+    process.stdin.on("end", done);
+    process.stdin.on("error", done);
+  });
+}
+
+async function standby(): Promise<string | undefined> {
+  await Promise.all([loadServing(), preloadBackend()]);
+  return readLine();
+}
 
 async function main(bundleDir: string): Promise<void> {
   const config = await readRuntimeConfig(bundleDir);
-  const logger = createLogger({ component: "runtime", fields: { container: config.id } });
+  const logFd = openSync(join(bundleDir, RUNTIME_LOG_FILE), "a", 0o600);
+  const logger = createLogger({ component: "runtime", fields: { container: config.id }, write: (line) => writeSync(logFd, line) });
   await mkdir(config.vm.stateDir, { recursive: true, mode: 0o700 });
   const hypervisor = await createHypervisor({ accelerator: config.accelerator, logger });
   const container = await bootContainer(config, hypervisor, logger);
 
+  const [{ Server }, { bindUnix }, { RuntimeService }, { runtimeService }] = await loadServing();
   const server = new Server();
   server.addService(RuntimeService, runtimeService(container, process.pid));
   await bindUnix(server, runtimeSocketPath(config));
@@ -37,11 +78,13 @@ async function main(bundleDir: string): Promise<void> {
   logger.info("helper done");
 }
 
-const bundle = process.argv[2];
-if (!bundle) {
-  process.stderr.write("usage: runtime <bundle dir>\n");
+const arg = process.argv[2];
+if (!arg) {
+  process.stderr.write("usage: runtime <bundle dir> | --standby <runtime dir>\n");
   process.exit(2);
 }
+const bundle = arg === "--standby" ? await standby() : arg;
+if (bundle === undefined) process.exit(0);
 main(bundle).then(
   () => process.exit(0),
   (err: unknown) => {

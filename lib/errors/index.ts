@@ -2,7 +2,8 @@
 // guest agent (vminitd/internal/errdefs) shares. At a gRPC boundary a code maps
 // one-to-one onto a gRPC status code, and back; the code's own name and the
 // hint travel in trailing metadata so nothing is lost in the round trip.
-import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
+// No gRPC import here: processes load this before (or without) grpc-js; the
+// server side of the mapping lives in lib/grpc.
 
 export const ERROR_CODES = [
   "invalidArgument",
@@ -19,20 +20,21 @@ export const ERROR_CODES = [
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
-const TO_GRPC: Record<ErrorCode, GrpcStatus> = {
-  invalidArgument: GrpcStatus.INVALID_ARGUMENT,
-  notFound: GrpcStatus.NOT_FOUND,
-  exists: GrpcStatus.ALREADY_EXISTS,
-  invalidState: GrpcStatus.FAILED_PRECONDITION,
-  timeout: GrpcStatus.DEADLINE_EXCEEDED,
-  unsupported: GrpcStatus.UNIMPLEMENTED,
-  unavailable: GrpcStatus.UNAVAILABLE,
-  resourceExhausted: GrpcStatus.RESOURCE_EXHAUSTED,
-  cancelled: GrpcStatus.CANCELLED,
-  internal: GrpcStatus.INTERNAL,
+/** gRPC status codes, fixed by the gRPC specification. */
+const TO_GRPC: Record<ErrorCode, number> = {
+  invalidArgument: 3, // INVALID_ARGUMENT
+  notFound: 5, // NOT_FOUND
+  exists: 6, // ALREADY_EXISTS
+  invalidState: 9, // FAILED_PRECONDITION
+  timeout: 4, // DEADLINE_EXCEEDED
+  unsupported: 12, // UNIMPLEMENTED
+  unavailable: 14, // UNAVAILABLE
+  resourceExhausted: 8, // RESOURCE_EXHAUSTED
+  cancelled: 1, // CANCELLED
+  internal: 13, // INTERNAL
 };
 
-const FROM_GRPC = new Map<GrpcStatus, ErrorCode>(
+const FROM_GRPC = new Map<number, ErrorCode>(
   Object.entries(TO_GRPC).map(([code, grpc]) => [grpc, code as ErrorCode]),
 );
 
@@ -79,21 +81,19 @@ export function asContainerError(err: unknown): ContainerError {
   return new ContainerError("internal", message, { cause: err });
 }
 
-function isGrpcError(err: unknown): err is ServiceError {
-  return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number" && "metadata" in err;
+/** The shape of a gRPC client error (grpc-js ServiceError), duck-typed. */
+export interface GrpcErrorLike extends Error {
+  code: number;
+  details?: string;
+  metadata?: { get(key: string): unknown[] };
 }
 
-/** The gRPC error a server sends for `err`. */
-export function toGrpcError(err: unknown): Partial<ServiceError> {
-  const e = asContainerError(err);
-  const metadata = new Metadata();
-  metadata.set(CODE_METADATA_KEY, e.code);
-  if (e.hint !== undefined) metadata.set(HINT_METADATA_KEY, e.hint);
-  return { code: TO_GRPC[e.code], details: e.message, metadata };
+function isGrpcError(err: unknown): err is GrpcErrorLike {
+  return err instanceof Error && typeof (err as Partial<GrpcErrorLike>).code === "number" && "metadata" in err;
 }
 
 /** Rebuilds the ContainerError a peer sent. */
-export function fromGrpcError(err: ServiceError): ContainerError {
+export function fromGrpcError(err: GrpcErrorLike): ContainerError {
   const named = err.metadata?.get(CODE_METADATA_KEY)[0];
   const hint = err.metadata?.get(HINT_METADATA_KEY)[0];
   const code: ErrorCode = isErrorCode(named) ? named : (FROM_GRPC.get(err.code) ?? "internal");
@@ -104,6 +104,6 @@ export function fromGrpcError(err: ServiceError): ContainerError {
   });
 }
 
-export function grpcStatusOf(code: ErrorCode): GrpcStatus {
+export function grpcStatusOf(code: ErrorCode): number {
   return TO_GRPC[code];
 }

@@ -9,11 +9,18 @@ import {
   type CallOptions,
   type ClientUnaryCall,
   type handleUnaryCall,
-  type Metadata,
+  Metadata,
   type ServiceError,
   type ServerUnaryCall,
 } from "@grpc/grpc-js";
-import { ContainerError, fromGrpcError, toGrpcError } from "../errors/index.js";
+import {
+  asContainerError,
+  CODE_METADATA_KEY,
+  ContainerError,
+  fromGrpcError,
+  grpcStatusOf,
+  HINT_METADATA_KEY,
+} from "../errors/index.js";
 
 type UnaryMethod<Req, Res> = (
   request: Req,
@@ -21,6 +28,15 @@ type UnaryMethod<Req, Res> = (
   options: Partial<CallOptions>,
   callback: (error: ServiceError | null, response: Res) => void,
 ) => ClientUnaryCall;
+
+/** The gRPC error a server sends for `err`: status code, message, and the code's name and hint as metadata. */
+export function toGrpcError(err: unknown): Partial<ServiceError> {
+  const e = asContainerError(err);
+  const metadata = new Metadata();
+  metadata.set(CODE_METADATA_KEY, e.code);
+  if (e.hint !== undefined) metadata.set(HINT_METADATA_KEY, e.hint);
+  return { code: grpcStatusOf(e.code), details: e.message, metadata };
+}
 
 /** Promise form of a generated client's unary method; failures are ContainerErrors. */
 export function call<Req, Res>(

@@ -18,7 +18,7 @@ export function parseMemoryMiB(value: string): number {
 }
 
 export function parseCpus(value: string): number {
-  const n = Number(value);
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1) {
     throw new ContainerError("invalidArgument", `invalid CPU count "${value}"`, { hint: "use a whole number of at least 1" });
   }

@@ -10,7 +10,7 @@ export function formatBytes(n: number): string {
   const units = ["B", "KB", "MB", "GB", "TB"];
   let v = n;
   let i = 0;
-  while (v >= 1000 && i < units.length - 1) {
+  while (v >= 999.95 && i < units.length - 1) {
     v /= 1000;
     i++;
   }

@@ -22,6 +22,13 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(tmp, { force: true });
     throw err;
   }
+  // The rename itself survives a crash only once the directory is synced.
+  const dir = await open(dirname(path), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
 }
 
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {

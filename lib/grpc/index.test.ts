@@ -126,8 +126,6 @@ describe("round trip over a unix socket", () => {
   it("reports an unreachable peer as unavailable", async () => {
     client = new RuntimeClient(unixTarget(join(dir, "nobody.sock")), insecure());
     const c = client;
-    await expect(call(c.start, c, {}, new Metadata(), { deadline: Date.now() + 2000 })).rejects.toMatchObject({
-      code: expect.stringMatching(/^(unavailable|timeout)$/),
-    });
+    await expect(call(c.start, c, {}, new Metadata(), { deadline: Date.now() + 2000 })).rejects.toMatchObject({ code: "unavailable" });
   });
 });

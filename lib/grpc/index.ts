@@ -78,6 +78,9 @@ export const insecure = credentials.createInsecure;
  */
 export async function bindUnix(server: Server, path: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // mkdir leaves an existing directory's mode alone; the directory is what keeps
+  // others out while the socket's own mode is still the umask's.
+  await chmod(dirname(path), 0o700);
   await rm(path, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(unixTarget(path), ServerCredentials.createInsecure(), (err) => {

@@ -275,6 +275,18 @@ export function hypervisorContract(
       });
     });
 
+    it("kills a running VM at once: reason stopped, everything released", async () => {
+      const { vm, config } = await make();
+      await vm.start();
+      const pids = vm.pids();
+      const t0 = Date.now();
+      await vm.kill();
+      report(`kill(): ${Date.now() - t0} ms`);
+      expect((await vm.waitForExit()).reason).toBe("stopped");
+      await expectReleased(pids, config.stateDir);
+      await vm.kill();
+    });
+
     it("reports a guest power-off as guestShutdown, has written the console log, and releases everything", async () => {
       const { vm, config } = await make(["vminitd.poweroff=1"]);
       const t0 = Date.now();

@@ -1,0 +1,131 @@
+import { describe, expect, it } from "vitest";
+import type { ImageConfig } from "../../helpers/image/types.js";
+import { ContainerError } from "../../lib/errors/index.js";
+import { buildProcess, type CreateRequest, mergeEnv, validateEnv, validateName } from "./spec.js";
+
+const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
+  return {
+    name: "c1",
+    image: "demo:latest",
+    command: [],
+    env: [],
+    workdir: "",
+    interactive: false,
+    autoRemove: false,
+    cpus: 1,
+    memoryMiB: 1024,
+    ...overrides,
+  };
+}
+
+function image(overrides: Partial<ImageConfig> = {}): ImageConfig {
+  return { entrypoint: [], cmd: [], env: [], workingDir: "", user: "", ...overrides };
+}
+
+function invalid(fn: () => unknown): ContainerError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ContainerError);
+    expect((err as ContainerError).code).toBe("invalidArgument");
+    return err as ContainerError;
+  }
+  throw new Error("expected an invalidArgument error");
+}
+
+describe("buildProcess: args", () => {
+  it("replaces the image Cmd with the command but keeps the Entrypoint", () => {
+    const p = buildProcess(request({ command: ["-c", "echo hi"] }), image({ entrypoint: ["/bin/sh"], cmd: ["-l"] }));
+    expect(p.args).toEqual(["/bin/sh", "-c", "echo hi"]);
+  });
+
+  it("uses the command alone when the image has no Entrypoint", () => {
+    expect(buildProcess(request({ command: ["ls", "/"] }), image({ cmd: ["sh"] })).args).toEqual(["ls", "/"]);
+  });
+
+  it("uses Entrypoint + Cmd when the command is empty", () => {
+    expect(buildProcess(request(), image({ entrypoint: ["/entry"], cmd: ["serve", "--port=80"] })).args).toEqual([
+      "/entry",
+      "serve",
+      "--port=80",
+    ]);
+    expect(buildProcess(request(), image({ cmd: ["sh"] })).args).toEqual(["sh"]);
+    expect(buildProcess(request(), image({ entrypoint: ["/only"] })).args).toEqual(["/only"]);
+  });
+
+  it("fails with invalidArgument when there is no command at all", () => {
+    const e = invalid(() => buildProcess(request(), image()));
+    expect(e.message).toContain("demo:latest");
+    expect(e.hint).toBeDefined();
+  });
+
+  it("does not alias the image's arrays", () => {
+    const img = image({ entrypoint: ["/e"], cmd: ["c"] });
+    const p = buildProcess(request(), img);
+    p.args.push("mutated");
+    expect(img.entrypoint).toEqual(["/e"]);
+    expect(img.cmd).toEqual(["c"]);
+  });
+});
+
+describe("buildProcess: env", () => {
+  it("merges by key, the request winning, and keeps PATH from the image", () => {
+    const p = buildProcess(
+      request({ command: ["x"], env: ["B=override", "C=new"] }),
+      image({ env: ["PATH=/custom/bin", "A=1", "B=image"] }),
+    );
+    expect(p.env).toEqual(["PATH=/custom/bin", "A=1", "B=override", "C=new"]);
+  });
+
+  it("defaults PATH when neither image nor request sets it", () => {
+    const p = buildProcess(request({ command: ["x"], env: ["A=1"] }), image({ env: ["HOME=/root"] }));
+    expect(p.env).toEqual(["HOME=/root", "A=1", DEFAULT_PATH]);
+  });
+
+  it("lets the request set PATH", () => {
+    const p = buildProcess(request({ command: ["x"], env: ["PATH=/mine"] }), image());
+    expect(p.env).toEqual(["PATH=/mine"]);
+  });
+
+  it("keys on the first '=' only", () => {
+    expect(mergeEnv(["A=x=y"], ["A=z=w"])).toEqual(["A=z=w", DEFAULT_PATH]);
+  });
+
+  it("rejects request variables without '=' or with a bad key", () => {
+    for (const bad of ["NOEQUALS", "=v", "A B=1"]) {
+      expect(invalid(() => buildProcess(request({ command: ["x"], env: [bad] }), image())).hint).toBe("use -e KEY=VALUE");
+    }
+    expect(() => validateEnv(["A=1", "B="])).not.toThrow();
+  });
+});
+
+describe("buildProcess: workdir", () => {
+  it("prefers the request's workdir", () => {
+    expect(buildProcess(request({ command: ["x"], workdir: "/req" }), image({ workingDir: "/img" })).cwd).toBe("/req");
+  });
+
+  it("falls back to the image's workdir", () => {
+    expect(buildProcess(request({ command: ["x"] }), image({ workingDir: "/img" })).cwd).toBe("/img");
+  });
+
+  it("falls back to /", () => {
+    expect(buildProcess(request({ command: ["x"] }), image()).cwd).toBe("/");
+  });
+
+  it("rejects a relative workdir from the request or the image", () => {
+    expect(invalid(() => buildProcess(request({ command: ["x"], workdir: "rel/dir" }), image())).message).toContain("rel/dir");
+    invalid(() => buildProcess(request({ command: ["x"] }), image({ workingDir: "app" })));
+  });
+});
+
+describe("validateName", () => {
+  it.each(["web-1", "a.b_c", "a", "0", "A-Z.0_9", "x".repeat(128)])("accepts %j", (name) => {
+    expect(validateName(name)).toBe(name);
+  });
+
+  it.each(["-x", "a b", "", ".a", "_a", "a/b", "a:b", "é", "x".repeat(129), "web-1\n"])("rejects %j", (name) => {
+    expect(invalid(() => validateName(name)).hint).toMatch(/128/);
+  });
+});

@@ -1,0 +1,127 @@
+import { describe, expect, it } from "vitest";
+import { ContainerError } from "../lib/errors/index.js";
+import { parseCpus, parseEnv, parseMemoryMiB, parseSignal, signalNumber } from "./parse.js";
+
+function invalid(fn: () => unknown): ContainerError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ContainerError);
+    expect((err as ContainerError).code).toBe("invalidArgument");
+    return err as ContainerError;
+  }
+  throw new Error("expected an invalidArgument error");
+}
+
+describe("parseMemoryMiB", () => {
+  it.each([
+    ["512M", 512],
+    ["512m", 512],
+    ["512MB", 512],
+    ["512mib", 512],
+    ["2g", 2048],
+    ["2G", 2048],
+    ["1GiB", 1024],
+    ["1.5g", 1536],
+    ["65536k", 64],
+    ["1t", 1024 * 1024],
+    ["536870912", 512],
+    ["536870912b", 512],
+    [" 256M ", 256],
+    ["64M", 64],
+  ])("%j -> %d", (input, mib) => {
+    expect(parseMemoryMiB(input)).toBe(mib);
+  });
+
+  it.each(["1zb", "", "-1", "M", "1.g", "1 2M", "12x", "0x100M"])("rejects %j with a hint", (input) => {
+    expect(invalid(() => parseMemoryMiB(input)).hint).toMatch(/512M/);
+  });
+
+  it.each(["10M", "63M", "67108863", "0"])("rejects %j as below 64M", (input) => {
+    expect(invalid(() => parseMemoryMiB(input)).message).toMatch(/minimum of 64M/);
+  });
+
+  it("rejects absurdly large sizes", () => {
+    expect(invalid(() => parseMemoryMiB(`${"9".repeat(30)}t`)).message).toMatch(/too large/);
+  });
+});
+
+describe("parseCpus", () => {
+  it.each([
+    ["1", 1],
+    ["4", 4],
+    ["64", 64],
+  ])("%j -> %d", (input, n) => {
+    expect(parseCpus(input)).toBe(n);
+  });
+
+  it.each(["0", "-1", "1.5", "", "two", "NaN", "Infinity"])("rejects %j", (input) => {
+    expect(invalid(() => parseCpus(input)).hint).toMatch(/whole number/);
+  });
+});
+
+describe("parseEnv", () => {
+  const env = { HOME: "/home/me", EMPTY: "" };
+
+  it("keeps KEY=VALUE entries as given", () => {
+    expect(parseEnv(["A=1", "B=", "C=x=y", "D= spaced value "], env)).toEqual(["A=1", "B=", "C=x=y", "D= spaced value "]);
+  });
+
+  it("copies a bare KEY from the given environment", () => {
+    expect(parseEnv(["HOME", "EMPTY"], env)).toEqual(["HOME=/home/me", "EMPTY="]);
+  });
+
+  it("drops a bare KEY that is unset", () => {
+    expect(parseEnv(["A=1", "NOT_SET_ANYWHERE", "B=2"], env)).toEqual(["A=1", "B=2"]);
+  });
+
+  it("keeps order and duplicates", () => {
+    expect(parseEnv(["A=1", "HOME", "A=2"], env)).toEqual(["A=1", "HOME=/home/me", "A=2"]);
+  });
+
+  it("returns nothing for no entries", () => {
+    expect(parseEnv([], env)).toEqual([]);
+  });
+
+  it.each(["=x", "", "A B=1", "A\tB=1", "A\0=1", " A=1"])("rejects %j", (entry) => {
+    expect(invalid(() => parseEnv([entry], env)).hint).toBe("use -e KEY=VALUE");
+  });
+
+  it("defaults to process.env", () => {
+    process.env.PARSE_TEST_ONLY_VAR = "yes";
+    try {
+      expect(parseEnv(["PARSE_TEST_ONLY_VAR"])).toEqual(["PARSE_TEST_ONLY_VAR=yes"]);
+    } finally {
+      delete process.env.PARSE_TEST_ONLY_VAR;
+    }
+  });
+});
+
+describe("parseSignal", () => {
+  it.each([
+    ["TERM", 15],
+    ["term", 15],
+    ["SIGTERM", 15],
+    ["SIGKILL", 9],
+    ["sigkill", 9],
+    ["KILL", 9],
+    ["HUP", 1],
+    ["INT", 2],
+    ["USR1", 10],
+    ["WINCH", 28],
+    ["9", 9],
+    ["1", 1],
+    ["64", 64],
+  ])("%j -> %d", (input, n) => {
+    expect(parseSignal(input)).toBe(n);
+  });
+
+  it.each(["bogus", "", "SIG", "0", "65", "-9", "9.0", "SIGBOGUS", "CONSTRUCTOR", "__proto__"])("rejects %j", (input) => {
+    expect(invalid(() => parseSignal(input)).message).toContain("unknown signal");
+  });
+
+  it("signalNumber maps Node signal names", () => {
+    expect(signalNumber("SIGTERM")).toBe(15);
+    expect(signalNumber("SIGINT")).toBe(2);
+  });
+});

@@ -1,7 +1,7 @@
 // The CLI's connection to the apiserver. An absent or dead socket becomes one
 // clear error with the hint to start the service.
 import { Metadata } from "@grpc/grpc-js";
-import { ContainerError, asContainerError } from "../lib/errors/index.js";
+import { CODE_METADATA_KEY, ContainerError, asContainerError } from "../lib/errors/index.js";
 import { call, insecure, unixTarget } from "../lib/grpc/index.js";
 import { apiserverSocketPath } from "../lib/paths/index.js";
 import { ContainerServiceClient } from "../apiserver/api/gen/apiserver.js";
@@ -19,10 +19,18 @@ export function notRunning(cause?: unknown): ContainerError {
   });
 }
 
-/** Maps "nobody listens on the socket" to notRunning; other errors pass as they are. */
+/**
+ * Maps "nobody listens on the socket" to notRunning; other errors pass as they
+ * are. Only an error the local gRPC client made up counts: one the apiserver
+ * sent (it carries our error code) is about something further down.
+ */
 export function explain(err: unknown): ContainerError {
   const e = asContainerError(err);
-  if (e.code === "unavailable" && /No connection established|ECONNREFUSED|ENOENT|connect/i.test(e.message)) return notRunning(err);
+  const cause = e.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
+  const fromPeer = (cause?.metadata?.get(CODE_METADATA_KEY).length ?? 0) > 0;
+  if (!fromPeer && e.code === "unavailable" && /No connection established|ECONNREFUSED|ENOENT|connect/i.test(e.message)) {
+    return notRunning(err);
+  }
   return e;
 }
 

@@ -32,6 +32,7 @@ export const EXIT_FILE = "exit.json";
 export const STDIO_LOG_FILE = "stdio.log";
 export const RUNTIME_LOG_FILE = "runtime.log";
 export const BOOT_LOG_FILE = "boot.log";
+export const VMINITD_LOG_FILE = "vminitd.log";
 export const RUNTIME_SOCKET = "runtime.sock";
 
 /** Written once the container's process (or its VM) has ended. */

@@ -95,7 +95,8 @@ describe("container run", () => {
     await waitFor(async () => (await t.cli(["ls", "-a", "--format", "json"])).stdout.includes('"stopped"'), 30_000, "the container to stop");
     const [c] = JSON.parse((await t.cli(["ls", "-a", "--format", "json"])).stdout) as { exitCode: number }[];
     expect(c!.exitCode).toBe(137);
-    await waitFor(() => t.processes().filter((p) => !p.includes("apiserver/main.js")).length === 0, 10_000, "VM processes to go");
+    const vmProcesses = () => t.processes().filter((p) => !p.includes("apiserver/main.js") && !p.includes("--standby"));
+    await waitFor(() => vmProcesses().length === 0, 10_000, "VM processes to go");
     expect(existsSync(join(t.dir, "run", "c", id.slice(0, 12)))).toBe(false);
     expect((await t.cli(["rm", "victim"])).code).toBe(0);
     expect(existsSync(join(t.dir, "data", "containers", id))).toBe(false);

@@ -47,6 +47,14 @@ describe("kernelCommandLine", () => {
     expect(line.startsWith("console=ttyAMA0 ")).toBe(true);
     expect(line).not.toContain("tsc=");
   });
+
+  it("skips APIC timer calibration only under TCG, and SMP patching only with one vCPU", () => {
+    const tcg1 = kernelCommandLine("x86_64", [], { accel: "tcg", cpus: 1 }).split(" ");
+    expect(tcg1).toEqual(expect.arrayContaining(["noapictimer", "noreplace-smp", "pci=off"]));
+    const kvm2 = kernelCommandLine("x86_64", [], { accel: "kvm", cpus: 2 }).split(" ");
+    expect(kvm2).not.toContain("noapictimer");
+    expect(kvm2).not.toContain("noreplace-smp");
+  });
 });
 
 describe("qemuArgs on x86_64", () => {
@@ -71,7 +79,7 @@ describe("qemuArgs on x86_64", () => {
   it("boots the kernel directly with the full command line", () => {
     const args = qemuArgs({ config: config(), accel: "tcg" });
     expect(value(args, "-kernel")).toBe("/assets/vmlinux");
-    expect(value(args, "-append")).toBe(kernelCommandLine("x86_64", ["vminitd.debug=1"]));
+    expect(value(args, "-append")).toBe(kernelCommandLine("x86_64", ["vminitd.debug=1"], { accel: "tcg", cpus: 2 }));
   });
 
   it("appends the serial console to the log file", () => {

@@ -73,15 +73,21 @@ async function logTail(bundleDir: string): Promise<string> {
 export interface HelperLauncher {
   /** Starts the helper for a container whose runtime.json is written, and waits until it serves. */
   launch(config: RuntimeConfig): Promise<HelperHandle>;
+  /**
+   * Makes a spare if there is none. Called when a container has ended rather
+   * than right after a launch, so the spare's loading does not steal CPU from
+   * a guest that is booting.
+   */
+  prepareSpare(): void;
   /** Ends the spare helper. */
   close(): void;
 }
 
 /**
  * Launches runtime helpers. One spare helper is kept loaded (--standby) and
- * handed the next container's bundle on stdin, taking Node's and gRPC's start-up
- * off the container's cold start; a new spare is made once that container's
- * helper serves. A spare whose apiserver goes away sees EOF and exits.
+ * handed the next container's bundle on stdin (a spare still loading reads it
+ * when ready), taking Node's and gRPC's start-up off the container's cold
+ * start. A spare whose apiserver goes away sees EOF and exits.
  */
 export function createHelperLauncher(options: { runtimeDir: string; spare: boolean }): HelperLauncher {
   let spare: ChildProcess | undefined;
@@ -153,10 +159,12 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
             await new Promise((r) => setTimeout(r, 10));
           }
         }
-      } finally {
+      } catch (err) {
         prepareSpare();
+        throw err;
       }
     },
+    prepareSpare,
     close() {
       closed = true;
       spare?.kill("SIGTERM");

@@ -91,6 +91,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
       }
       await rm(runDirOf(record.id), { recursive: true, force: true });
+      launcher.prepareSpare();
       logger.info("container ended", { id: record.id, exitCode: record.exitCode, reason: exit?.reason ?? "helperDied", message: exit?.message });
       return record;
     })();

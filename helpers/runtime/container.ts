@@ -126,11 +126,13 @@ export async function bootContainer(
     // Loaded after the VM is started: gRPC's import cost overlaps the guest's boot.
     const { connectAgent } = await import("../agent/client.js");
     await Promise.race([agentListening, new Promise((r) => setTimeout(r, AGENT_READY_TIMEOUT_MS))]);
+    logger.debug("agent listening");
     const agent = await connectAgent({
       dial: () => vm.dial(AGENT_PORT),
       socketPath: join(config.runDir, "agent.sock"),
       readyTimeoutMs: AGENT_READY_TIMEOUT_MS,
     });
+    logger.debug("agent connected");
     await agent.mount({ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] });
     if (phase === "booting") phase = "ready";
     logger.info("agent ready");

@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import { ContainerError, asContainerError } from "../../lib/errors/index.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
+import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
 import { AGENT_PORT, type AgentClient } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
 import { EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type RuntimeConfig } from "./config.js";
@@ -17,12 +18,6 @@ import { EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type Runt
 export const GUEST_ROOTFS = "/run/container/rootfs";
 const ROOTFS_DEVICE = "/dev/vdb";
 const PROCESS_ID = "init";
-/**
- * Host vsock port vminitd sends its log to (kept as vminitd.log). Its
- * "listening" line is also the signal that the agent is up: dialing before
- * then can wedge vhost-device-vsock's connection to the agent port.
- */
-const VMINITD_LOG_PORT = 1025;
 /** Host vsock ports the guest dials for the process's stdio. */
 const STDIO_PORTS = { stdin: 2000, stdout: 2001, stderr: 2002 } as const;
 /** TCG boots are slow and a loaded 2-core machine slower still. */
@@ -66,35 +61,6 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: 
   return { promise, resolve, reject };
 }
 
-/**
- * Accepts vminitd's log connection and appends it to `path`; resolves once
- * the agent reports that it listens. Never rejects: without a log connection
- * the caller falls back to dialing until its own deadline.
- */
-async function keepAgentLog(vm: VirtualMachine, path: string, logger: Logger): Promise<void> {
-  const listener = await vm.listen(VMINITD_LOG_PORT);
-  return new Promise<void>((resolve) => {
-    void (async () => {
-      for await (const conn of listener.connections()) {
-        const file = createWriteStream(path, { flags: "a", mode: 0o600 });
-        let pending = "";
-        conn.on("data", (chunk: Buffer) => {
-          file.write(chunk);
-          pending += chunk.toString("utf8");
-          const lines = pending.split("\n");
-          pending = lines.pop() ?? "";
-          if (lines.some((l) => l.includes('"msg":"listening"'))) resolve();
-        });
-        conn.on("error", () => undefined);
-        conn.on("close", () => file.end());
-        // One connection per boot; stop accepting.
-        await listener.close();
-        return;
-      }
-    })().catch((err: unknown) => logger.warn("vminitd log connection failed", { err }));
-  });
-}
-
 export async function bootContainer(
   config: RuntimeConfig,
   hypervisor: Hypervisor,
@@ -102,9 +68,9 @@ export async function bootContainer(
 ): Promise<RuntimeContainer> {
   const vm: VirtualMachine = await hypervisor.create({
     ...config.vm,
-    kernelArgs: [...config.vm.kernelArgs, `vminitd.log=${VMINITD_LOG_PORT}`],
+    kernelArgs: [...config.vm.kernelArgs, agentLogKernelArg()],
   });
-  const agentListening = keepAgentLog(vm, join(config.bundleDir, VMINITD_LOG_FILE), logger);
+  const agentListening = watchAgentLog(vm, { path: join(config.bundleDir, VMINITD_LOG_FILE), logger });
   await vm.start();
   logger.info("vm started", { pids: vm.pids() });
 

@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isContainerError } from "../../lib/errors/index.js";
 import type { GuestAssets, Hypervisor, VirtualMachine, VmConfig } from "../../helpers/hypervisor/types.js";
 import { connectAgent } from "../../helpers/agent/client.js";
+import { agentLogKernelArg, watchAgentLog } from "../../helpers/agent/ready.js";
 
 export const AGENT_PORT = 1024;
 
@@ -48,8 +49,8 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Reads from `stream` until `n` bytes arrived (or it ends / times out). */
-function readBytes(stream: Duplex, n: number, timeoutMs: number): Promise<Buffer> {
+/** Reads from `stream` until `enough(received)` holds (or it ends / times out). */
+function readUntilEnough(stream: Duplex, enough: (got: Buffer) => boolean, what: string, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let got = Buffer.alloc(0);
     const done = (err?: Error): void => {
@@ -63,17 +64,40 @@ function readBytes(stream: Duplex, n: number, timeoutMs: number): Promise<Buffer
     };
     const onData = (chunk: Buffer): void => {
       got = Buffer.concat([got, chunk]);
-      if (got.length >= n) done();
+      if (enough(got)) done();
     };
-    const onEnd = (): void => done(new Error(`stream ended after ${got.length} of ${n} bytes`));
-    const timer = setTimeout(() => done(new Error(`only ${got.length} of ${n} bytes within ${timeoutMs} ms`)), timeoutMs);
+    const onEnd = (): void => done(new Error(`stream ended after ${got.length} bytes, before ${what}`));
+    const timer = setTimeout(() => done(new Error(`no ${what} within ${timeoutMs} ms (${got.length} bytes)`)), timeoutMs);
     stream.on("data", onData);
     stream.on("end", onEnd);
     stream.on("error", done);
   });
 }
 
-/** Dials `port` until it answers (the guest may still be booting). */
+function readBytes(stream: Duplex, n: number, timeoutMs: number): Promise<Buffer> {
+  return readUntilEnough(stream, (got) => got.length >= n, `${n} bytes`, timeoutMs);
+}
+
+async function readUntil(stream: Duplex, text: string, timeoutMs: number): Promise<string> {
+  return (await readUntilEnough(stream, (got) => got.includes(text), JSON.stringify(text), timeoutMs)).toString("utf8");
+}
+
+/**
+ * Starts a VM created with agentLogKernelArg() and resolves once vminitd says
+ * it listens: the only safe moment to dial the agent (helpers/agent/ready.ts).
+ */
+export async function startWhenAgentListens(vm: VirtualMachine, timeoutMs: number): Promise<void> {
+  const ready = watchAgentLog(vm);
+  await vm.start();
+  await Promise.race([
+    ready,
+    sleep(timeoutMs).then(() => {
+      throw new Error(`vminitd did not report listening within ${timeoutMs} ms`);
+    }),
+  ]);
+}
+
+/** Dials `port` until it answers (call once the agent listens; retries transient failures). */
 export async function dialUntilReady(vm: VirtualMachine, port: number, timeoutMs: number): Promise<Duplex> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -190,6 +214,7 @@ export function hypervisorContract(
       let config: VmConfig;
       let logConnection: Promise<IteratorResult<Duplex>>;
       let pids: number[] = [];
+      let logText = "";
 
       beforeAll(async () => {
         config = await configFor([`vminitd.log=${LOG_PORT}`]);
@@ -203,6 +228,14 @@ export function hypervisorContract(
         const tStarted = Date.now();
         expect(vm.state().kind).toBe("running");
         pids = vm.pids();
+        const log = await Promise.race([
+          logConnection,
+          sleep(bootTimeoutMs).then(() => {
+            throw new Error(`no guest connection to host port ${LOG_PORT}`);
+          }),
+        ]);
+        expect(log.done).toBe(false);
+        logText = await readUntil(log.value as Duplex, '"msg":"listening"', bootTimeoutMs);
         const agent = await dialUntilReady(vm, AGENT_PORT, bootTimeoutMs);
         const tAgent = Date.now();
         report(`start() took ${tStarted - t0} ms; start() -> agent dial OK ${tAgent - t0} ms`);
@@ -243,18 +276,9 @@ export function hypervisorContract(
         report(`dial of a closed guest port failed after ${Date.now() - t0} ms (${(err as Error).message})`);
       });
 
-      it("receives a connection the guest makes to a host port it listens on", async () => {
-        const next = await Promise.race([
-          logConnection,
-          sleep(bootTimeoutMs).then(() => {
-            throw new Error(`no guest connection to host port ${LOG_PORT}`);
-          }),
-        ]);
-        expect(next.done).toBe(false);
-        const stream = next.value as Duplex;
-        const bytes = await readBytes(stream, 1, 10_000);
-        expect(bytes.length).toBeGreaterThan(0);
-        stream.destroy();
+      it("receives a connection the guest makes to a host port it listens on", () => {
+        // beforeAll read vminitd's log from that connection up to "listening".
+        expect(logText).toContain('"msg":"listening"');
       });
 
       it("refuses a second listener on the same port", async () => {
@@ -305,13 +329,13 @@ export function hypervisorContract(
     });
 
     it("attaches disks in order (a writable second disk is vdb) and ends with guestShutdown after the agent's Shutdown", async () => {
-      const base = await configFor();
+      const base = await configFor([agentLogKernelArg()]);
       const disk = join(root, `${base.id}-data.ext4`);
       await promisify(execFile)("mkfs.ext4", ["-q", "-F", "-L", "contract", disk, "16M"]);
       const config: VmConfig = { ...base, disks: [...base.disks, { path: disk, format: "raw", readOnly: false }] };
       const vm = await hv.create(config);
       live.push(vm);
-      await vm.start();
+      await startWhenAgentListens(vm, bootTimeoutMs);
       const agent = await Promise.race([
         connectAgent({
           dial: () => vm.dial(AGENT_PORT),
@@ -347,8 +371,8 @@ export function hypervisorContract(
     });
 
     it("runs two VMs side by side, each with its own agent", async () => {
-      const [a, b] = await Promise.all([make(), make()]);
-      await Promise.all([a.vm.start(), b.vm.start()]);
+      const [a, b] = await Promise.all([make([agentLogKernelArg()]), make([agentLogKernelArg()])]);
+      await Promise.all([startWhenAgentListens(a.vm, bootTimeoutMs), startWhenAgentListens(b.vm, bootTimeoutMs)]);
       const streams = await Promise.all([dialUntilReady(a.vm, AGENT_PORT, bootTimeoutMs), dialUntilReady(b.vm, AGENT_PORT, bootTimeoutMs)]);
       try {
         await Promise.all(streams.map((s) => expectHttp2Server(s)));

@@ -1,17 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { ContainerError } from "../lib/errors/index.js";
 import { parseCpus, parseEnv, parseMemoryMiB, parseSignal, signalNumber } from "./parse.js";
+import { expectContainerError } from "../lib/errors/testing.js";
 
-function invalid(fn: () => unknown): ContainerError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ContainerError);
-    expect((err as ContainerError).code).toBe("invalidArgument");
-    return err as ContainerError;
-  }
-  throw new Error("expected an invalidArgument error");
-}
+const invalid = (fn: () => unknown): ContainerError => expectContainerError(fn, "invalidArgument");
 
 describe("parseMemoryMiB", () => {
   it.each([

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { ImageConfig } from "../../helpers/image/types.js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { buildProcess, type CreateRequest, mergeEnv, validateEnv, validateName } from "./spec.js";
+import { expectContainerError } from "../../lib/errors/testing.js";
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -24,16 +25,7 @@ function image(overrides: Partial<ImageConfig> = {}): ImageConfig {
   return { entrypoint: [], cmd: [], env: [], workingDir: "", user: "", ...overrides };
 }
 
-function invalid(fn: () => unknown): ContainerError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ContainerError);
-    expect((err as ContainerError).code).toBe("invalidArgument");
-    return err as ContainerError;
-  }
-  throw new Error("expected an invalidArgument error");
-}
+const invalid = (fn: () => unknown): ContainerError => expectContainerError(fn, "invalidArgument");
 
 describe("buildProcess: args", () => {
   it("replaces the image Cmd with the command but keeps the Entrypoint", () => {

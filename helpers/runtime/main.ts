@@ -71,9 +71,18 @@ async function main(bundleDir: string): Promise<void> {
   }
 
   await container.done();
-  // Give attached clients a moment to read the exit status before the socket goes.
-  await new Promise((r) => setTimeout(r, 50));
-  server.forceShutdown();
+  // Attached clients have been sent the exit status; let those calls finish
+  // (they end as soon as the status is out), then close whatever is left.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 500);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   await rm(config.runDir, { recursive: true, force: true });
   logger.info("helper done");
 }

@@ -6,7 +6,7 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Metadata, Server } from "@grpc/grpc-js";
 import { asContainerError, ContainerError } from "../lib/errors/index.js";
-import { bindUnix, call, insecure, unixTarget } from "../lib/grpc/index.js";
+import { bindUnix, call, insecure, shutdownServer, unixTarget } from "../lib/grpc/index.js";
 import { createLogger } from "../lib/log/index.js";
 import { apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
 import { createImageStore } from "../helpers/image/index.js";
@@ -65,16 +65,7 @@ async function main(): Promise<void> {
     containers.close();
     if (stopContainers) await containers.stopAll();
     // Let in-flight replies (the Shutdown call's own) go out first.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        server.forceShutdown();
-        resolve();
-      }, 2000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await shutdownServer(server, 2000);
     await rm(socket, { force: true });
     await rm(join(run, PID_FILE), { force: true });
     logger.info("apiserver stopped", { stoppedContainers: stopContainers });

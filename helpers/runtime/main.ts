@@ -59,7 +59,7 @@ async function main(bundleDir: string): Promise<void> {
   const hypervisor = await createHypervisor({ accelerator: config.accelerator, logger });
   const container = await bootContainer(config, hypervisor, logger);
 
-  const [{ Server }, { bindUnix }, { RuntimeService }, { runtimeService }] = await loadServing();
+  const [{ Server }, { bindUnix, shutdownServer }, { RuntimeService }, { runtimeService }] = await loadServing();
   const server = new Server();
   server.addService(RuntimeService, runtimeService(container, process.pid));
   await bindUnix(server, runtimeSocketPath(config));
@@ -73,16 +73,7 @@ async function main(bundleDir: string): Promise<void> {
   await container.done();
   // Attached clients have been sent the exit status; let those calls finish
   // (they end as soon as the status is out), then close whatever is left.
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      resolve();
-    }, 500);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  await shutdownServer(server, 500);
   await rm(config.runDir, { recursive: true, force: true });
   logger.info("helper done");
 }

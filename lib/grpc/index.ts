@@ -91,4 +91,18 @@ export async function bindUnix(server: Server, path: string): Promise<void> {
   await chmod(path, 0o600);
 }
 
+/** Lets calls in flight finish (replies already sent get out), forcing the rest after `graceMs`. */
+export function shutdownServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 export { Server };

@@ -5,22 +5,24 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Metadata, Server } from "@grpc/grpc-js";
+import { loadConfig } from "../lib/config/index.js";
 import { asContainerError, ContainerError } from "../lib/errors/index.js";
-import { bindUnix, call, insecure, shutdownServer, unixTarget } from "../lib/grpc/index.js";
+import { bindUnix, call, grpcService, insecure, shutdownServer, unixTarget } from "../lib/grpc/index.js";
 import { createLogger } from "../lib/log/index.js";
 import { apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
 import { createImageStore } from "../helpers/image/index.js";
 import { guestAssets, selectAccelerator } from "../helpers/hypervisor/index.js";
-import { ContainerServiceClient, ContainerServiceService } from "./api/gen/apiserver.js";
+import { createHttp2Client } from "../lib/grpc/http2-client.js";
+import { ContainerServiceDefinition } from "./api/gen/apiserver.js";
 import { createContainerManager } from "./containers/manager.js";
 import { containerService } from "./services/container-service.js";
 
 export const PID_FILE = "apiserver.pid";
 
 async function alreadyServing(socket: string): Promise<boolean> {
-  const client = new ContainerServiceClient(unixTarget(socket), insecure());
+  const client = createHttp2Client(ContainerServiceDefinition, socket);
   try {
-    await call(client.ping, client, {}, new Metadata(), { deadline: Date.now() + 1000 });
+    await client.unary("ping", {}, { deadline: Date.now() + 1000 });
     return true;
   } catch {
     return false;
@@ -30,6 +32,8 @@ async function alreadyServing(socket: string): Promise<boolean> {
 }
 
 async function main(): Promise<void> {
+  // Read once at start: a bad config.toml stops the daemon with its one-line error.
+  const config = await loadConfig();
   const logger = createLogger({ component: "apiserver" });
   const data = dataDir();
   const run = runtimeDir();
@@ -41,7 +45,7 @@ async function main(): Promise<void> {
   }
   const version = (JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")) as { version: string }).version;
 
-  const assets = guestAssets();
+  const assets = { ...guestAssets(), ...(config.kernel.path ? { kernelPath: config.kernel.path } : {}) };
   let accel: Promise<string> | undefined;
   const accelerator = (): Promise<string> => (accel ??= selectAccelerator({ assets, logger }));
   let selected = "probing";
@@ -57,7 +61,15 @@ async function main(): Promise<void> {
   );
 
   const images = createImageStore({ root: data, logger });
-  const containers = createContainerManager({ dataDir: data, runtimeDir: run, images, assets, accelerator, logger });
+  const containers = createContainerManager({
+    dataDir: data,
+    runtimeDir: run,
+    images,
+    assets,
+    accelerator,
+    logger,
+    guestKernelArgs: config.vminit.logLevel === "debug" ? ["vminitd.debug=1"] : [],
+  });
   await containers.recover();
 
   const server = new Server();
@@ -72,8 +84,18 @@ async function main(): Promise<void> {
     process.exit(0);
   };
   server.addService(
-    ContainerServiceService,
-    containerService({ version, containers, images, accelerator: () => selected, logger, shutdown: () => void exit(true) }),
+    ...grpcService(
+      ContainerServiceDefinition,
+      containerService({
+        version,
+        containers,
+        images,
+        accelerator: () => selected,
+        logger,
+        defaults: config.container,
+        shutdown: () => void exit(true),
+      }),
+    ),
   );
   await bindUnix(server, socket);
   await writeFile(join(run, PID_FILE), `${process.pid}\n`, { mode: 0o600 });

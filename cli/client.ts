@@ -1,15 +1,17 @@
-// The CLI's connection to the apiserver. An absent or dead socket becomes one
-// clear error with the hint to start the service.
-import { Metadata } from "@grpc/grpc-js";
+// The CLI's connection to the apiserver, over node:http2 (see
+// lib/grpc/http2-client.ts for why not grpc-js). An absent or dead socket
+// becomes one clear error with the hint to start the service.
 import { CODE_METADATA_KEY, ContainerError, asContainerError } from "../lib/errors/index.js";
-import { call, insecure, unixTarget } from "../lib/grpc/index.js";
+import { createHttp2Client, type CallOptions, type Http2Client } from "../lib/grpc/http2-client.js";
+import type { RequestOf, ResponseOf } from "../lib/grpc/definition.js";
 import { apiserverSocketPath } from "../lib/paths/index.js";
-import { ContainerServiceClient } from "../apiserver/api/gen/apiserver.js";
+import { ContainerServiceDefinition } from "../apiserver/api/gen/apiserver.js";
 
-export type ApiClient = InstanceType<typeof ContainerServiceClient>;
+type Methods = (typeof ContainerServiceDefinition)["methods"];
+export type ApiClient = Http2Client<typeof ContainerServiceDefinition>;
 
 export function connect(): ApiClient {
-  return new ContainerServiceClient(unixTarget(apiserverSocketPath()), insecure());
+  return createHttp2Client(ContainerServiceDefinition, apiserverSocketPath());
 }
 
 export function notRunning(cause?: unknown): ContainerError {
@@ -21,24 +23,28 @@ export function notRunning(cause?: unknown): ContainerError {
 
 /**
  * Maps "nobody listens on the socket" to notRunning; other errors pass as they
- * are. Only an error the local gRPC client made up counts: one the apiserver
- * sent (it carries our error code) is about something further down.
+ * are. Only an error the client made up counts: one the apiserver sent (it
+ * carries our error code) is about something further down.
  */
 export function explain(err: unknown): ContainerError {
   const e = asContainerError(err);
   const cause = e.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
   const fromPeer = (cause?.metadata?.get(CODE_METADATA_KEY).length ?? 0) > 0;
-  if (!fromPeer && e.code === "unavailable" && /No connection established|ECONNREFUSED|ENOENT|connect/i.test(e.message)) {
+  if (!fromPeer && e.code === "unavailable" && /ECONNREFUSED|ENOENT|connect|closed the call/i.test(e.message)) {
     return notRunning(err);
   }
   return e;
 }
 
-type Unary<Req, Res> = Parameters<typeof call<Req, Res>>[0];
-
-export async function request<Req, Res>(client: ApiClient, method: Unary<Req, Res>, req: Req): Promise<Res> {
+/** A unary call whose failure is already explained. */
+export async function request<K extends keyof Methods & string>(
+  client: ApiClient,
+  method: K,
+  req: RequestOf<Methods[K]>,
+  options?: CallOptions,
+): Promise<ResponseOf<Methods[K]>> {
   try {
-    return await call(method, client, req, new Metadata());
+    return await client.unary(method, req, options);
   } catch (err) {
     throw explain(err);
   }

@@ -2,20 +2,8 @@
 // prints as one line.
 import { ContainerError } from "../lib/errors/index.js";
 
-const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** Docker's memory syntax: a number of bytes with an optional k/m/g/t suffix (b, i and B tolerated). */
-export function parseMemoryMiB(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?$/i.exec(value.trim());
-  if (!m) {
-    throw new ContainerError("invalidArgument", `invalid memory size "${value}"`, { hint: "use a size such as 512M or 2G" });
-  }
-  const bytes = Number(m[1]) * (UNITS[m[2]!.toLowerCase()] ?? 1);
-  const mib = Math.floor(bytes / 1024 ** 2);
-  if (mib < 64) throw new ContainerError("invalidArgument", `memory ${value} is below the minimum of 64M`);
-  if (!Number.isSafeInteger(mib)) throw new ContainerError("invalidArgument", `memory ${value} is too large`);
-  return mib;
-}
+// One memory-size parser for --memory and config.toml's [container] memory.
+export { parseMemoryMiB } from "../lib/config/size.js";
 
 export function parseCpus(value: string): number {
   const n = /^\d+$/.test(value) ? Number(value) : NaN;

@@ -33,7 +33,6 @@ const PROTOC_GEN_GO_GRPC = { pkg: "google.golang.org/grpc/cmd/protoc-gen-go-grpc
 // nanoseconds (exited_at_ns since the epoch exceeds 2^53; with
 // forceLong=number ts-proto throws on decode).
 const TS_PROTO_OPTS = [
-  "outputServices=grpc-js",
   "esModuleInterop=true",
   "importSuffix=.js",
   "env=node",
@@ -42,12 +41,16 @@ const TS_PROTO_OPTS = [
   "useExactTypes=false",
 ];
 
-// Each component: where its protos live (the include root) and where its TS
-// goes. `go` marks the protos that also get Go code, written beside them.
+// Each component: where its protos live (the include root), where its TS
+// goes, and the form of its services. `go` marks the protos that also get Go
+// code, written beside them. The apiserver's services are plain definitions
+// (no @grpc/grpc-js import): the CLI talks to it over node:http2
+// (lib/grpc/http2-client.ts) and must not pay grpc-js's load time on every
+// command; the apiserver adapts them for its grpc-js server.
 const COMPONENTS = [
-  { protoDir: "vminitd/api/v1", tsOut: "helpers/agent/gen", go: true },
-  { protoDir: "apiserver/api/v1", tsOut: "apiserver/api/gen", go: false },
-  { protoDir: "helpers/runtime/api/v1", tsOut: "helpers/runtime/api/gen", go: false },
+  { protoDir: "vminitd/api/v1", tsOut: "helpers/agent/gen", services: "grpc-js", go: true },
+  { protoDir: "apiserver/api/v1", tsOut: "apiserver/api/gen", services: "generic-definitions", go: false },
+  { protoDir: "helpers/runtime/api/v1", tsOut: "helpers/runtime/api/gen", services: "grpc-js", go: false },
 ];
 
 const check = Boolean(argv.check);
@@ -124,7 +127,7 @@ async function generate(outRoot) {
 
     const tsOut = path.join(outRoot, c.tsOut);
     await fs.mkdirp(tsOut);
-    await $({ cwd: include })`protoc -I ${include} --plugin=protoc-gen-ts_proto=${tsPlugin} --ts_proto_out=${tsOut} --ts_proto_opt=${TS_PROTO_OPTS.join(",")} ${protos}`;
+    await $({ cwd: include })`protoc -I ${include} --plugin=protoc-gen-ts_proto=${tsPlugin} --ts_proto_out=${tsOut} --ts_proto_opt=${[`outputServices=${c.services}`, ...TS_PROTO_OPTS].join(",")} ${protos}`;
     targets.push({ kind: "dir", rel: c.tsOut });
 
     if (c.go) {

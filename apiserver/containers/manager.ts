@@ -24,6 +24,8 @@ export interface ManagerOptions {
   assets: GuestAssets;
   accelerator: () => Promise<string>;
   logger: Logger;
+  /** Extra kernel arguments for every guest (vminitd's settings from config.toml). */
+  guestKernelArgs?: string[];
   /** Keep a loaded runtime helper ready for the next container (default true). */
   spareHelper?: boolean;
 }
@@ -144,7 +146,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
             cpus: request.cpus,
             memoryMiB: request.memoryMiB,
             kernelPath: options.assets.kernelPath,
-            kernelArgs: [],
+            kernelArgs: options.guestKernelArgs ?? [],
             disks: [
               { path: options.assets.initfsPath, format: "raw", readOnly: true },
               { path: join(bundle, ROOTFS_FILE), format: "qcow2", readOnly: false },

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ImageConfig } from "../../helpers/image/types.js";
 import { ContainerError } from "../../lib/errors/index.js";
-import { buildProcess, type CreateRequest, mergeEnv, validateEnv, validateName } from "./spec.js";
+import { buildProcess, type CreateRequest, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, mergeEnv, resolveResources, validateEnv, validateName } from "./spec.js";
 import { expectContainerError } from "../../lib/errors/testing.js";
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -119,5 +119,27 @@ describe("validateName", () => {
 
   it.each(["-x", "a b", "", ".a", "_a", "a/b", "a:b", "é", "x".repeat(129), "web-1\n"])("rejects %j", (name) => {
     expect(invalid(() => validateName(name)).hint).toMatch(/128/);
+  });
+});
+
+describe("resolveResources", () => {
+  const configured = { cpus: 4, memoryMiB: 2048 };
+
+  it("takes the configured defaults for what the request leaves at 0", () => {
+    expect(resolveResources({ cpus: 0, memoryMiB: 0 }, configured)).toEqual({ cpus: 4, memoryMiB: 2048 });
+    expect(resolveResources({ cpus: 0, memoryMiB: 0 }, { cpus: DEFAULT_CPUS, memoryMiB: DEFAULT_MEMORY_MIB })).toEqual({
+      cpus: 1,
+      memoryMiB: 1024,
+    });
+  });
+
+  it("lets the request win", () => {
+    expect(resolveResources({ cpus: 2, memoryMiB: 0 }, configured)).toEqual({ cpus: 2, memoryMiB: 2048 });
+    expect(resolveResources({ cpus: 0, memoryMiB: 256 }, configured)).toEqual({ cpus: 4, memoryMiB: 256 });
+  });
+
+  it("rejects more than 64 CPUs and less than 64 MiB", () => {
+    expect(invalid(() => resolveResources({ cpus: 65, memoryMiB: 0 }, configured)).message).toBe("at most 64 CPUs, not 65");
+    expect(invalid(() => resolveResources({ cpus: 0, memoryMiB: 63 }, configured)).message).toBe("at least 64 MiB of memory, not 63 MiB");
   });
 });

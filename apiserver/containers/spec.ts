@@ -1,6 +1,8 @@
 // Pure translation of a create request plus the image's config into the
 // process the container runs. Docker's rules: the command replaces the image's
 // Cmd (not its Entrypoint); -e overrides the image's variables by name.
+import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB, MAX_CPUS, MIN_MEMORY_MIB } from "../../lib/config/defaults.js";
+import type { ContainerDefaults } from "../../lib/config/types.js";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { ImageConfig } from "../../helpers/image/types.js";
 
@@ -22,10 +24,8 @@ export interface ProcessSpec {
   cwd: string;
 }
 
-/** A container's VM size unless asked otherwise. */
-export const DEFAULT_CPUS = 1;
-export const DEFAULT_MEMORY_MIB = 1024;
-export const MAX_CPUS = 64;
+/** The built-in VM size (lib/config); the apiserver goes by the loaded config's `[container]` instead. */
+export { DEFAULT_CPUS, DEFAULT_MEMORY_MIB, MAX_CPUS };
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -58,6 +58,20 @@ export function mergeEnv(base: string[], overrides: string[]): string[] {
   for (const e of [...base, ...overrides]) merged.set(envKey(e), e);
   if (!merged.has("PATH")) merged.set("PATH", DEFAULT_PATH);
   return [...merged.values()];
+}
+
+/** The VM size a create request asks for, where 0 means the configured default. */
+export function resolveResources(
+  requested: { cpus: number; memoryMiB: number },
+  defaults: ContainerDefaults,
+): { cpus: number; memoryMiB: number } {
+  const cpus = requested.cpus || defaults.cpus;
+  if (cpus > MAX_CPUS) throw new ContainerError("invalidArgument", `at most ${MAX_CPUS} CPUs, not ${cpus}`);
+  const memoryMiB = requested.memoryMiB || defaults.memoryMiB;
+  if (memoryMiB < MIN_MEMORY_MIB) {
+    throw new ContainerError("invalidArgument", `at least ${MIN_MEMORY_MIB} MiB of memory, not ${memoryMiB} MiB`);
+  }
+  return { cpus, memoryMiB };
 }
 
 export function buildProcess(request: CreateRequest, image: ImageConfig): ProcessSpec {

@@ -3,7 +3,7 @@
 import { PassThrough } from "node:stream";
 import { Metadata, type ClientDuplexStream, type ServerDuplexStream, type ServerReadableStream, type sendUnaryData } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
-import { toGrpcError, unary } from "../../lib/grpc/index.js";
+import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
 import type { AttachRequest as HelperAttachRequest, AttachResponse as HelperAttachResponse } from "../../helpers/runtime/api/gen/runtime.js";
@@ -11,14 +11,15 @@ import type {
   AttachRequest,
   AttachResponse,
   ContainerConfig,
-  ContainerServiceServer,
+  ContainerServiceDefinition,
   ImageSummary,
   LoadImageRequest,
   LoadImageResponse,
 } from "../api/gen/apiserver.js";
 import type { ContainerManager } from "../containers/manager.js";
 import type { ContainerRecord } from "../containers/records.js";
-import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB, MAX_CPUS, type CreateRequest } from "../containers/spec.js";
+import type { ContainerDefaults } from "../../lib/config/index.js";
+import { resolveResources, type CreateRequest } from "../containers/spec.js";
 
 export interface ServiceContext {
   version: string;
@@ -27,17 +28,16 @@ export interface ServiceContext {
   /** The accelerator in use, or "probing" while that is being decided. */
   accelerator: () => string;
   logger: Logger;
+  /** The VM size of containers created without one (config.toml's `[container]`). */
+  defaults: ContainerDefaults;
   /** Asks the daemon to stop containers and exit. */
   shutdown: () => void;
 }
 
 
-function createRequest(config: ContainerConfig | undefined): CreateRequest {
+function createRequest(config: ContainerConfig | undefined, defaults: ContainerDefaults): CreateRequest {
   if (!config?.image) throw new ContainerError("invalidArgument", "no image named", { hint: "container run IMAGE [COMMAND...]" });
-  const cpus = config.cpus || DEFAULT_CPUS;
-  if (cpus > MAX_CPUS) throw new ContainerError("invalidArgument", `at most ${MAX_CPUS} CPUs, not ${cpus}`);
-  const memoryMiB = Number(config.memoryMib) || DEFAULT_MEMORY_MIB;
-  if (memoryMiB < 64) throw new ContainerError("invalidArgument", `at least 64 MiB of memory, not ${memoryMiB} MiB`);
+  const { cpus, memoryMiB } = resolveResources({ cpus: config.cpus, memoryMiB: Number(config.memoryMib) }, defaults);
   return {
     name: config.name,
     image: config.image,
@@ -141,14 +141,14 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
   stream.on("cancelled", () => helperStream?.cancel());
 }
 
-export function containerService(ctx: ServiceContext): ContainerServiceServer {
+export function containerService(ctx: ServiceContext): ServerOf<typeof ContainerServiceDefinition> {
   return {
     ping: unary(async () => ({ version: ctx.version, pid: process.pid, accelerator: ctx.accelerator() })),
     shutdown: unary(async () => {
       setImmediate(ctx.shutdown);
       return {};
     }),
-    createContainer: unary(async (req) => ({ id: (await ctx.containers.create(createRequest(req.config))).id })),
+    createContainer: unary(async (req) => ({ id: (await ctx.containers.create(createRequest(req.config, ctx.defaults))).id })),
     startContainer: unary(async (req) => {
       await ctx.containers.start(req.id);
       return {};

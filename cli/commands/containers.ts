@@ -23,7 +23,7 @@ export function registerContainers(program: Command): void {
       }
       const client = connect();
       try {
-        const { containers } = await request(client, client.listContainers, { all: Boolean(opts.all) });
+        const { containers } = await request(client, "listContainers", { all: Boolean(opts.all) });
         if (opts.format === "json") process.stdout.write(renderJson(containers));
         else if (opts.quiet) for (const c of containers) process.stdout.write(`${c.id}\n`);
         else {
@@ -44,7 +44,7 @@ export function registerContainers(program: Command): void {
       const client = connect();
       try {
         for (const id of refs) {
-          await request(client, client.deleteContainer, { id, force: Boolean(opts.force) });
+          await request(client, "deleteContainer", { id, force: Boolean(opts.force) });
           process.stdout.write(`${id}\n`);
         }
       } finally {
@@ -61,7 +61,7 @@ export function registerContainers(program: Command): void {
       const client = connect();
       try {
         for (const id of refs) {
-          await request(client, client.killContainer, { id, signal });
+          await request(client, "killContainer", { id, signal });
           process.stdout.write(`${id}\n`);
         }
       } finally {

@@ -1,7 +1,6 @@
 // `container image load|list`.
 import { createReadStream } from "node:fs";
 import { access } from "node:fs/promises";
-import { Metadata } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { ImageSummary, LoadImageResponse } from "../../apiserver/api/gen/apiserver.js";
@@ -20,11 +19,16 @@ async function load(input: string | undefined): Promise<ImageSummary[]> {
   const client = connect();
   try {
     const res = await new Promise<LoadImageResponse>((resolve, reject) => {
-      const upload = client.loadImage(new Metadata(), (err, value) => (err ? reject(explain(err)) : resolve(value)));
+      let response: LoadImageResponse | undefined;
+      const upload = client.stream("loadImage", {
+        message: (value) => (response = value),
+        end: () => (response ? resolve(response) : reject(new ContainerError("internal", "the apiserver sent no reply to the upload"))),
+        error: (err) => reject(explain(err)),
+      });
       source.on("data", (chunk: Buffer) => {
         if (!upload.write({ chunk })) {
           source.pause();
-          upload.once("drain", () => source.resume());
+          upload.onceDrain(() => source.resume());
         }
       });
       source.on("end", () => upload.end());
@@ -81,7 +85,7 @@ export function registerImage(program: Command): void {
       }
       const client = connect();
       try {
-        printImages((await request(client, client.listImages, {})).images, opts.format, Boolean(opts.quiet));
+        printImages((await request(client, "listImages", {})).images, opts.format, Boolean(opts.quiet));
       } finally {
         client.close();
       }

@@ -1,10 +1,10 @@
 // `container run`: create, attach, start, relay stdio and signals, and exit
 // with the container's status (Docker's codes: 125 when the runtime fails,
 // 127 when the command is not in the image).
-import { Metadata, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
+import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
 import { parseCpus, parseEnv, parseMemoryMiB, signalNumber } from "../parse.js";
 
@@ -37,7 +37,7 @@ export function containerConfig(image: string, command: string[], opts: RunOptio
   };
 }
 
-function write(out: NodeJS.WriteStream, chunk: Buffer, stream: ClientDuplexStream<AttachRequest, AttachResponse>): void {
+function write(out: NodeJS.WriteStream, chunk: Buffer, stream: CallStream<AttachRequest>): void {
   if (!out.write(chunk)) {
     stream.pause();
     out.once("drain", () => stream.resume());
@@ -45,26 +45,27 @@ function write(out: NodeJS.WriteStream, chunk: Buffer, stream: ClientDuplexStrea
 }
 
 /** Streams stdio until the container's exit status arrives. */
-function attach(client: ApiClient, id: string, interactive: boolean): { exit: Promise<number>; stream: ClientDuplexStream<AttachRequest, AttachResponse> } {
-  const stream = client.attach(new Metadata());
-  stream.write({ open: id });
+function attach(client: ApiClient, id: string, interactive: boolean): { exit: Promise<number>; stream: CallStream<AttachRequest> } {
+  let stream!: CallStream<AttachRequest>;
   const exit = new Promise<number>((resolve, reject) => {
     let code: number | undefined;
-    stream.on("data", (res: AttachResponse) => {
-      if (res.stdout) write(process.stdout, res.stdout, stream);
-      else if (res.stderr) write(process.stderr, res.stderr, stream);
-      else if (res.exitCode !== undefined) code = res.exitCode;
+    stream = client.stream("attach", {
+      message: (res: AttachResponse) => {
+        if (res.stdout) write(process.stdout, res.stdout, stream);
+        else if (res.stderr) write(process.stderr, res.stderr, stream);
+        else if (res.exitCode !== undefined) code = res.exitCode;
+      },
+      end: () =>
+        code === undefined ? reject(new ContainerError("internal", "the container's output ended without an exit status")) : resolve(code),
+      error: (err) => reject(explain(err)),
     });
-    stream.on("end", () =>
-      code === undefined ? reject(new ContainerError("internal", "the container's output ended without an exit status")) : resolve(code),
-    );
-    stream.on("error", (err) => reject(explain(err)));
   });
+  stream.write({ open: id });
   if (interactive) {
     process.stdin.on("data", (chunk: Buffer) => {
       if (!stream.write({ stdin: chunk })) {
         process.stdin.pause();
-        stream.once("drain", () => process.stdin.resume());
+        stream.onceDrain(() => process.stdin.resume());
       }
     });
     process.stdin.on("end", () => stream.write({ closeStdin: true }));
@@ -76,9 +77,9 @@ export async function run(image: string, command: string[], opts: RunOptions): P
   const config = containerConfig(image, command, opts);
   const client = connect();
   try {
-    const { id } = await request(client, client.createContainer, { config });
+    const { id } = await request(client, "createContainer", { config });
     if (opts.detach) {
-      await request(client, client.startContainer, { id });
+      await request(client, "startContainer", { id });
       process.stdout.write(`${id}\n`);
       return 0;
     }
@@ -87,7 +88,7 @@ export async function run(image: string, command: string[], opts: RunOptions): P
     process.on("SIGINT", forward);
     process.on("SIGTERM", forward);
     try {
-      await request(client, client.startContainer, { id });
+      await request(client, "startContainer", { id });
     } catch (err) {
       // The container is ended (and, with --rm, removed) by the service; wait for that.
       await exit.catch(() => undefined);

@@ -1,16 +1,14 @@
-// `container system start|stop|status`. On Linux the apiserver runs as a
-// detached daemon with a pid file; its log is <data dir>/apiserver.log.
+// `container system start|stop|status|property`. On Linux the apiserver runs
+// as a detached daemon with a pid file; its log is <data dir>/apiserver.log.
 import { spawn } from "node:child_process";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Metadata } from "@grpc/grpc-js";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
-import { call } from "../../lib/grpc/index.js";
 import { dataDir, runtimeDir } from "../../lib/paths/index.js";
 import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
-import { connect, explain } from "../client.js";
+import { connect, explain, request } from "../client.js";
 
 const APISERVER_MAIN = fileURLToPath(new URL("../../apiserver/main.js", import.meta.url));
 const START_TIMEOUT_MS = 15_000;
@@ -19,7 +17,7 @@ const STOP_TIMEOUT_MS = 60_000;
 async function ping(timeoutMs = 1000): Promise<PingResponse | undefined> {
   const client = connect();
   try {
-    return await call(client.ping, client, {}, new Metadata(), { deadline: Date.now() + timeoutMs });
+    return await request(client, "ping", {}, { deadline: Date.now() + timeoutMs });
   } catch (err) {
     const e = explain(err);
     if (e.code === "unavailable" || e.code === "timeout") return undefined;
@@ -50,6 +48,8 @@ async function lastLogLine(path: string): Promise<string> {
 export async function systemStart(): Promise<PingResponse> {
   const running = await ping();
   if (running) return running;
+  // The daemon would refuse a bad config.toml too; checking here says why at once.
+  await (await import("../../lib/config/index.js")).loadConfig();
   const logPath = join(dataDir(), "apiserver.log");
   await mkdir(dataDir(), { recursive: true, mode: 0o700 });
   const log = await open(logPath, "a", 0o600);
@@ -75,9 +75,7 @@ async function systemStop(): Promise<boolean> {
   if (!(await ping())) return false;
   const client = connect();
   try {
-    await call(client.shutdown, client, {}, new Metadata());
-  } catch (err) {
-    throw explain(err);
+    await request(client, "shutdown", {});
   } finally {
     client.close();
   }
@@ -114,5 +112,16 @@ export function registerSystem(program: Command): void {
         return;
       }
       process.stdout.write(`apiserver is running (pid ${pong.pid}, version ${pong.version}, accelerator ${pong.accelerator})\n`);
+    });
+  system
+    .command("property")
+    .description("show the configuration: config.toml merged over the defaults")
+    .command("list")
+    .alias("ls")
+    .description("print every setting and its value")
+    .option("--format <format>", "table, json or toml", "table")
+    .action(async (opts: { format: string }) => {
+      const { listProperties } = await import("./property.js");
+      process.stdout.write(await listProperties(opts.format));
     });
 }

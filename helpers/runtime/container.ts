@@ -1,7 +1,9 @@
-// One container's life inside its runtime helper: boot the VM, wait for the
-// agent, mount the rootfs, run the process with its stdio over vsock, record
-// the exit status, and take the VM down. The gRPC service (service.ts) is a
-// thin layer over this.
+// One container's life inside its runtime helper: boot the VM; on start, hand
+// vminitd the rootfs mount and the process over the bootstrap channel (no
+// round trip on the cold-start path); carry its stdio over vsock; record the
+// exit status; and take the VM down. The agent's gRPC service is dialed only
+// for signals and clean stops. The gRPC service (service.ts) is a thin layer
+// over this.
 import { once } from "node:events";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { join } from "node:path";
@@ -9,6 +11,7 @@ import type { Duplex } from "node:stream";
 import { ContainerError, asContainerError } from "../../lib/errors/index.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
+import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
 import { AGENT_PORT, type AgentClient } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
@@ -24,7 +27,7 @@ const STDIO_PORTS = { stdin: 2000, stdout: 2001, stderr: 2002 } as const;
 const AGENT_READY_TIMEOUT_MS = 60_000;
 const CLEAN_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-export type ContainerPhase = "booting" | "ready" | "running" | "exited" | "stopped";
+export type ContainerPhase = "booting" | "running" | "exited" | "stopped";
 
 export interface OutputSink {
   stdout(chunk: Buffer): void;
@@ -68,9 +71,15 @@ export async function bootContainer(
 ): Promise<RuntimeContainer> {
   const vm: VirtualMachine = await hypervisor.create({
     ...config.vm,
-    kernelArgs: [...config.vm.kernelArgs, agentLogKernelArg()],
+    kernelArgs: [...config.vm.kernelArgs, agentLogKernelArg(), bootstrapKernelArg()],
   });
+  // Everything the guest dials is listened for before it boots.
   const agentListening = watchAgentLog(vm, { path: join(config.bundleDir, VMINITD_LOG_FILE), logger });
+  const bootstrap = await listenBootstrap(vm);
+  const wanted = { stdin: config.process.interactive, stdout: true, stderr: true };
+  const stdio = await Promise.all(
+    (["stdin", "stdout", "stderr"] as const).map(async (name) => (wanted[name] ? await acceptOne(vm, STDIO_PORTS[name]) : undefined)),
+  );
   await vm.start();
   logger.info("vm started", { pids: vm.pids() });
 
@@ -87,24 +96,23 @@ export async function bootContainer(
   let stopping: Promise<void> | undefined;
   let log: WriteStream | undefined;
 
-  // The agent and the rootfs mount are prepared while the caller attaches.
-  const ready: Promise<AgentClient> = (async () => {
-    // Loaded after the VM is started: gRPC's import cost overlaps the guest's boot.
-    const { connectAgent } = await import("../agent/client.js");
-    await Promise.race([agentListening, new Promise((r) => setTimeout(r, AGENT_READY_TIMEOUT_MS))]);
-    logger.debug("agent listening");
-    const agent = await connectAgent({
-      dial: () => vm.dial(AGENT_PORT),
-      socketPath: join(config.runDir, "agent.sock"),
-      readyTimeoutMs: AGENT_READY_TIMEOUT_MS,
-    });
-    logger.debug("agent connected");
-    await agent.mount({ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] });
-    if (phase === "booting") phase = "ready";
-    logger.info("agent ready");
-    return agent;
-  })();
-  ready.catch(() => undefined);
+  // The agent's gRPC service is only needed for signals and a clean stop, so
+  // it is dialed on first use, never on the cold-start path.
+  let agentConnection: Promise<AgentClient> | undefined;
+  const agent = (): Promise<AgentClient> => {
+    agentConnection ??= (async () => {
+      const { connectAgent } = await import("../agent/client.js");
+      await Promise.race([agentListening, new Promise((r) => setTimeout(r, AGENT_READY_TIMEOUT_MS))]);
+      const client = await connectAgent({
+        dial: () => vm.dial(AGENT_PORT),
+        socketPath: join(config.runDir, "agent.sock"),
+        readyTimeoutMs: AGENT_READY_TIMEOUT_MS,
+      });
+      logger.debug("agent connected");
+      return client;
+    })();
+    return agentConnection;
+  };
 
   const recordExit = async (record: ExitRecord): Promise<void> => {
     if (exitRecord) return;
@@ -116,6 +124,8 @@ export async function bootContainer(
     logger.info("process exited", { exitCode: record.exitCode, reason: record.reason });
   };
 
+  const closeStdioListeners = (): Promise<unknown> => Promise.all(stdio.map((l) => l?.close()));
+
   // The VM going away on its own ends the container whatever it was doing.
   void vm.waitForExit().then(async (state) => {
     phase = "stopped";
@@ -124,9 +134,10 @@ export async function bootContainer(
       await recordExit({ exitCode: 137, exitedAt: state.exitedAt, reason, message: `the VM ${state.reason === "crashed" ? "crashed" : "stopped"}` });
     }
     stdin?.destroy();
+    await closeStdioListeners();
     log?.end();
     if (log) await once(log, "close").catch(() => undefined);
-    (await ready.catch(() => undefined))?.close();
+    (await agentConnection?.catch(() => undefined))?.close();
     finished.resolve();
   });
 
@@ -134,15 +145,6 @@ export async function bootContainer(
     log?.write(JSON.stringify({ t: Date.now(), s: stream, d: chunk.toString("base64") }) + "\n");
     for (const sink of sinks) sink[stream](chunk);
   };
-
-  async function acceptOne(port: number): Promise<{ conn: Promise<Duplex>; close: () => Promise<void> }> {
-    const listener = await vm.listen(port);
-    const conn = (async () => {
-      for await (const c of listener.connections()) return c;
-      throw new ContainerError("internal", `the guest never connected stdio port ${port}`);
-    })();
-    return { conn, close: () => listener.close() };
-  }
 
   function drain(conn: Duplex, stream: "stdout" | "stderr"): Promise<void> {
     conn.on("data", (chunk: Buffer) => broadcast(stream, chunk));
@@ -154,55 +156,67 @@ export async function bootContainer(
   }
 
   async function runProcess(): Promise<number> {
-    const agent = await ready;
     log = createWriteStream(join(config.bundleDir, STDIO_LOG_FILE), { flags: "a", mode: 0o600 });
-    const wanted = { stdin: config.process.interactive, stdout: true, stderr: true };
-    const listeners = await Promise.all(
-      (["stdin", "stdout", "stderr"] as const).map(async (name) => (wanted[name] ? await acceptOne(STDIO_PORTS[name]) : undefined)),
-    );
-    const [inL, outL, errL] = listeners;
+    const [inL, outL, errL] = stdio;
+    // The guest dials the streams while it creates the process.
+    const drained = Promise.all([outL!.conn.then((c) => drain(c, "stdout")), errL!.conn.then((c) => drain(c, "stderr"))]);
+    drained.catch(() => undefined);
+    void inL?.conn.then((conn) => {
+      stdin = conn;
+      conn.on("error", () => undefined);
+      for (const chunk of pendingStdin.splice(0)) conn.write(chunk);
+      if (stdinClosed) conn.end();
+    }, () => undefined);
     try {
-      await agent.createProcess({
-        id: PROCESS_ID,
-        spec: { args: config.process.args, env: config.process.env, cwd: config.process.cwd, rootfs: GUEST_ROOTFS },
-        stdinPort: inL ? STDIO_PORTS.stdin : 0,
-        stdoutPort: STDIO_PORTS.stdout,
-        stderrPort: STDIO_PORTS.stderr,
+      pid = await bootstrap.start({
+        mounts: [{ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] }],
+        process: {
+          id: PROCESS_ID,
+          spec: { args: config.process.args, env: config.process.env, cwd: config.process.cwd, rootfs: GUEST_ROOTFS },
+          stdinPort: inL ? STDIO_PORTS.stdin : 0,
+          stdoutPort: STDIO_PORTS.stdout,
+          stderrPort: STDIO_PORTS.stderr,
+        },
       });
-      const [inConn, outConn, errConn] = await Promise.all([inL?.conn, outL!.conn, errL!.conn]);
-      const drained = Promise.all([drain(outConn, "stdout"), drain(errConn, "stderr")]);
-      if (inConn) {
-        stdin = inConn;
-        inConn.on("error", () => undefined);
-        for (const chunk of pendingStdin.splice(0)) inConn.write(chunk);
-        if (stdinClosed) inConn.end();
-      }
-      pid = await agent.startProcess(PROCESS_ID);
-      phase = "running";
-      void (async () => {
-        const status = await agent.waitProcess(PROCESS_ID);
-        await drained;
-        await recordExit({ exitCode: status.exitCode, exitedAt: Number(status.exitedAtNs / 1_000_000n) || Date.now(), reason: "exited" });
-        await stop(config.autoRemove);
-      })().catch(async (err: unknown) => {
-        logger.error("waiting for the process failed", { err });
-        await stop(true);
-      });
-      return pid;
     } finally {
-      await Promise.all(listeners.map((l) => l?.close()));
+      await closeStdioListeners();
     }
+    phase = "running";
+    void (async () => {
+      const status = await bootstrap.exited();
+      await drained;
+      await recordExit({ exitCode: status.exitCode, exitedAt: Number(status.exitedAtNs / 1_000_000n) || Date.now(), reason: "exited" });
+      // The guest powers itself off after reporting the exit; a throwaway
+      // rootfs need not wait for that.
+      await (config.autoRemove ? stop(true) : poweredOff());
+    })().catch(async (err: unknown) => {
+      logger.error("waiting for the process failed", { err });
+      await stop(true);
+    });
+    return pid;
   }
 
   let starting: Promise<number> | undefined;
 
+  /** Waits for the guest's own power-off (it syncs first), then releases the VM. */
+  function poweredOff(): Promise<void> {
+    stopping ??= (async () => {
+      const timer = setTimeout(() => void vm.stop(), CLEAN_SHUTDOWN_TIMEOUT_MS);
+      await vm.waitForExit();
+      clearTimeout(timer);
+      await vm.stop();
+      await finished.promise;
+    })();
+    return stopping;
+  }
+
   async function stop(force: boolean): Promise<void> {
     stopping ??= (async () => {
       if (!force && vm.state().kind === "running") {
-        const agent = await Promise.race([ready, new Promise<undefined>((r) => setTimeout(() => r(undefined), 1000))]).catch(() => undefined);
-        if (agent) {
+        const client = await Promise.race([agent(), new Promise<undefined>((r) => setTimeout(() => r(undefined), 1000))]).catch(() => undefined);
+        if (client) {
           try {
-            await agent.shutdown();
+            await client.shutdown();
             const timer = setTimeout(() => void vm.stop(), CLEAN_SHUTDOWN_TIMEOUT_MS);
             await vm.waitForExit();
             clearTimeout(timer);
@@ -241,7 +255,7 @@ export async function bootContainer(
         await stop(true);
         return;
       }
-      await (await ready).killProcess(PROCESS_ID, signal);
+      await (await agent()).killProcess(PROCESS_ID, signal);
     },
     writeStdin: (chunk) => {
       if (stdin) stdin.write(chunk);
@@ -262,4 +276,15 @@ export async function bootContainer(
     stop,
     done: () => finished.promise,
   };
+}
+
+/** Accepts the one connection the guest makes to a host port. */
+async function acceptOne(vm: VirtualMachine, port: number): Promise<{ conn: Promise<Duplex>; close: () => Promise<void> }> {
+  const listener = await vm.listen(port);
+  const conn = (async () => {
+    for await (const c of listener.connections()) return c;
+    throw new ContainerError("internal", `the guest never connected stdio port ${port}`);
+  })();
+  conn.catch(() => undefined);
+  return { conn, close: () => listener.close() };
 }

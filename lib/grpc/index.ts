@@ -8,11 +8,17 @@ import {
   ServerCredentials,
   type CallOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   Metadata,
+  type ServiceDefinition as GrpcServiceDefinition,
   type ServiceError,
   type ServerUnaryCall,
+  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { methodPath, type RequestOf, type ResponseOf, type ServiceDefinition } from "./definition.js";
 import {
   asContainerError,
   CODE_METADATA_KEY,
@@ -62,6 +68,39 @@ export function unary<Req, Res>(fn: (request: Req, call: ServerUnaryCall<Req, Re
       (err: unknown) => callback(toGrpcError(err)),
     );
   };
+}
+
+/** The grpc-js handler type of one method of a generic definition. */
+type HandlerOf<M> = M extends { requestStream: true; responseStream: true }
+  ? handleBidiStreamingCall<RequestOf<M>, ResponseOf<M>>
+  : M extends { requestStream: true }
+    ? handleClientStreamingCall<RequestOf<M>, ResponseOf<M>>
+    : M extends { responseStream: true }
+      ? handleServerStreamingCall<RequestOf<M>, ResponseOf<M>>
+      : handleUnaryCall<RequestOf<M>, ResponseOf<M>>;
+
+/** What a grpc-js server implements for a service given as a generic definition. */
+export type ServerOf<S extends ServiceDefinition> = { [K in keyof S["methods"]]: HandlerOf<S["methods"][K]> };
+
+/** A generic definition as grpc-js's Server.addService takes it. */
+export function grpcService<S extends ServiceDefinition>(
+  service: S,
+  implementation: ServerOf<S>,
+): [GrpcServiceDefinition, UntypedServiceImplementation] {
+  const definition: Record<string, GrpcServiceDefinition[string]> = {};
+  for (const [key, m] of Object.entries(service.methods)) {
+    definition[key] = {
+      path: methodPath(service, m),
+      originalName: key,
+      requestStream: m.requestStream,
+      responseStream: m.responseStream,
+      requestSerialize: (v: unknown) => Buffer.from(m.requestType.encode(v).finish()),
+      requestDeserialize: (b: Buffer) => m.requestType.decode(b),
+      responseSerialize: (v: unknown) => Buffer.from(m.responseType.encode(v).finish()),
+      responseDeserialize: (b: Buffer) => m.responseType.decode(b),
+    };
+  }
+  return [definition, implementation as unknown as UntypedServiceImplementation];
 }
 
 /** Client options for a unix socket peer on this host. */

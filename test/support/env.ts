@@ -43,6 +43,8 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     ...process.env,
     CONTAINER_DATA_DIR: join(dir, "data"),
     CONTAINER_RUNTIME_DIR: join(dir, "run"),
+    // Built-in defaults, whatever the developer's own config.toml says.
+    CONTAINER_CONFIG: "/dev/null",
   };
   const cli: TestEnv["cli"] = (args, opts = {}) =>
     new Promise((resolve, reject) => {

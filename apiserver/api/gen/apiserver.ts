@@ -6,22 +6,6 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  Client,
-  type ClientDuplexStream,
-  type ClientOptions,
-  type ClientUnaryCall,
-  type ClientWritableStream,
-  type handleBidiStreamingCall,
-  type handleClientStreamingCall,
-  type handleUnaryCall,
-  makeGenericClientConstructor,
-  type Metadata,
-  type ServiceError,
-  type UntypedServiceImplementation,
-} from "@grpc/grpc-js";
 
 export const protobufPackage = "container.apiserver.v1";
 
@@ -2079,293 +2063,101 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
   },
 };
 
-export type ContainerServiceService = typeof ContainerServiceService;
-export const ContainerServiceService = {
-  ping: {
-    path: "/container.apiserver.v1.ContainerService/Ping" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: PingRequest): Buffer => Buffer.from(PingRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): PingRequest => PingRequest.decode(value),
-    responseSerialize: (value: PingResponse): Buffer => Buffer.from(PingResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): PingResponse => PingResponse.decode(value),
-  },
-  /** Stops every container cleanly, then the apiserver exits. */
-  shutdown: {
-    path: "/container.apiserver.v1.ContainerService/Shutdown" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ShutdownRequest): Buffer => Buffer.from(ShutdownRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ShutdownRequest => ShutdownRequest.decode(value),
-    responseSerialize: (value: ShutdownResponse): Buffer => Buffer.from(ShutdownResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ShutdownResponse => ShutdownResponse.decode(value),
-  },
-  /** Creates a container and boots its VM; the process does not run yet. */
-  createContainer: {
-    path: "/container.apiserver.v1.ContainerService/CreateContainer" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: CreateContainerRequest): Buffer =>
-      Buffer.from(CreateContainerRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): CreateContainerRequest => CreateContainerRequest.decode(value),
-    responseSerialize: (value: CreateContainerResponse): Buffer =>
-      Buffer.from(CreateContainerResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): CreateContainerResponse => CreateContainerResponse.decode(value),
-  },
-  /** Runs the container's process. Attach first to see all of its output. */
-  startContainer: {
-    path: "/container.apiserver.v1.ContainerService/StartContainer" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: StartContainerRequest): Buffer =>
-      Buffer.from(StartContainerRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): StartContainerRequest => StartContainerRequest.decode(value),
-    responseSerialize: (value: StartContainerResponse): Buffer =>
-      Buffer.from(StartContainerResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): StartContainerResponse => StartContainerResponse.decode(value),
-  },
-  /**
-   * Streams the container's stdio both ways and ends with its exit status.
-   * The first request must carry `open`.
-   */
-  attach: {
-    path: "/container.apiserver.v1.ContainerService/Attach" as const,
-    requestStream: true as const,
-    responseStream: true as const,
-    requestSerialize: (value: AttachRequest): Buffer => Buffer.from(AttachRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): AttachRequest => AttachRequest.decode(value),
-    responseSerialize: (value: AttachResponse): Buffer => Buffer.from(AttachResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): AttachResponse => AttachResponse.decode(value),
-  },
-  killContainer: {
-    path: "/container.apiserver.v1.ContainerService/KillContainer" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: KillContainerRequest): Buffer => Buffer.from(KillContainerRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): KillContainerRequest => KillContainerRequest.decode(value),
-    responseSerialize: (value: KillContainerResponse): Buffer =>
-      Buffer.from(KillContainerResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): KillContainerResponse => KillContainerResponse.decode(value),
-  },
-  deleteContainer: {
-    path: "/container.apiserver.v1.ContainerService/DeleteContainer" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: DeleteContainerRequest): Buffer =>
-      Buffer.from(DeleteContainerRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): DeleteContainerRequest => DeleteContainerRequest.decode(value),
-    responseSerialize: (value: DeleteContainerResponse): Buffer =>
-      Buffer.from(DeleteContainerResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): DeleteContainerResponse => DeleteContainerResponse.decode(value),
-  },
-  listContainers: {
-    path: "/container.apiserver.v1.ContainerService/ListContainers" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ListContainersRequest): Buffer =>
-      Buffer.from(ListContainersRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListContainersRequest => ListContainersRequest.decode(value),
-    responseSerialize: (value: ListContainersResponse): Buffer =>
-      Buffer.from(ListContainersResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListContainersResponse => ListContainersResponse.decode(value),
-  },
-  /** The image tar arrives in chunks; the first request names nothing else. */
-  loadImage: {
-    path: "/container.apiserver.v1.ContainerService/LoadImage" as const,
-    requestStream: true as const,
-    responseStream: false as const,
-    requestSerialize: (value: LoadImageRequest): Buffer => Buffer.from(LoadImageRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): LoadImageRequest => LoadImageRequest.decode(value),
-    responseSerialize: (value: LoadImageResponse): Buffer => Buffer.from(LoadImageResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): LoadImageResponse => LoadImageResponse.decode(value),
-  },
-  listImages: {
-    path: "/container.apiserver.v1.ContainerService/ListImages" as const,
-    requestStream: false as const,
-    responseStream: false as const,
-    requestSerialize: (value: ListImagesRequest): Buffer => Buffer.from(ListImagesRequest.encode(value).finish()),
-    requestDeserialize: (value: Buffer): ListImagesRequest => ListImagesRequest.decode(value),
-    responseSerialize: (value: ListImagesResponse): Buffer => Buffer.from(ListImagesResponse.encode(value).finish()),
-    responseDeserialize: (value: Buffer): ListImagesResponse => ListImagesResponse.decode(value),
+export type ContainerServiceDefinition = typeof ContainerServiceDefinition;
+export const ContainerServiceDefinition = {
+  name: "ContainerService",
+  fullName: "container.apiserver.v1.ContainerService",
+  methods: {
+    ping: {
+      name: "Ping",
+      requestType: PingRequest as typeof PingRequest,
+      requestStream: false,
+      responseType: PingResponse as typeof PingResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Stops every container cleanly, then the apiserver exits. */
+    shutdown: {
+      name: "Shutdown",
+      requestType: ShutdownRequest as typeof ShutdownRequest,
+      requestStream: false,
+      responseType: ShutdownResponse as typeof ShutdownResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Creates a container and boots its VM; the process does not run yet. */
+    createContainer: {
+      name: "CreateContainer",
+      requestType: CreateContainerRequest as typeof CreateContainerRequest,
+      requestStream: false,
+      responseType: CreateContainerResponse as typeof CreateContainerResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Runs the container's process. Attach first to see all of its output. */
+    startContainer: {
+      name: "StartContainer",
+      requestType: StartContainerRequest as typeof StartContainerRequest,
+      requestStream: false,
+      responseType: StartContainerResponse as typeof StartContainerResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Streams the container's stdio both ways and ends with its exit status.
+     * The first request must carry `open`.
+     */
+    attach: {
+      name: "Attach",
+      requestType: AttachRequest as typeof AttachRequest,
+      requestStream: true,
+      responseType: AttachResponse as typeof AttachResponse,
+      responseStream: true,
+      options: {},
+    },
+    killContainer: {
+      name: "KillContainer",
+      requestType: KillContainerRequest as typeof KillContainerRequest,
+      requestStream: false,
+      responseType: KillContainerResponse as typeof KillContainerResponse,
+      responseStream: false,
+      options: {},
+    },
+    deleteContainer: {
+      name: "DeleteContainer",
+      requestType: DeleteContainerRequest as typeof DeleteContainerRequest,
+      requestStream: false,
+      responseType: DeleteContainerResponse as typeof DeleteContainerResponse,
+      responseStream: false,
+      options: {},
+    },
+    listContainers: {
+      name: "ListContainers",
+      requestType: ListContainersRequest as typeof ListContainersRequest,
+      requestStream: false,
+      responseType: ListContainersResponse as typeof ListContainersResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** The image tar arrives in chunks; the first request names nothing else. */
+    loadImage: {
+      name: "LoadImage",
+      requestType: LoadImageRequest as typeof LoadImageRequest,
+      requestStream: true,
+      responseType: LoadImageResponse as typeof LoadImageResponse,
+      responseStream: false,
+      options: {},
+    },
+    listImages: {
+      name: "ListImages",
+      requestType: ListImagesRequest as typeof ListImagesRequest,
+      requestStream: false,
+      responseType: ListImagesResponse as typeof ListImagesResponse,
+      responseStream: false,
+      options: {},
+    },
   },
 } as const;
-
-export interface ContainerServiceServer extends UntypedServiceImplementation {
-  ping: handleUnaryCall<PingRequest, PingResponse>;
-  /** Stops every container cleanly, then the apiserver exits. */
-  shutdown: handleUnaryCall<ShutdownRequest, ShutdownResponse>;
-  /** Creates a container and boots its VM; the process does not run yet. */
-  createContainer: handleUnaryCall<CreateContainerRequest, CreateContainerResponse>;
-  /** Runs the container's process. Attach first to see all of its output. */
-  startContainer: handleUnaryCall<StartContainerRequest, StartContainerResponse>;
-  /**
-   * Streams the container's stdio both ways and ends with its exit status.
-   * The first request must carry `open`.
-   */
-  attach: handleBidiStreamingCall<AttachRequest, AttachResponse>;
-  killContainer: handleUnaryCall<KillContainerRequest, KillContainerResponse>;
-  deleteContainer: handleUnaryCall<DeleteContainerRequest, DeleteContainerResponse>;
-  listContainers: handleUnaryCall<ListContainersRequest, ListContainersResponse>;
-  /** The image tar arrives in chunks; the first request names nothing else. */
-  loadImage: handleClientStreamingCall<LoadImageRequest, LoadImageResponse>;
-  listImages: handleUnaryCall<ListImagesRequest, ListImagesResponse>;
-}
-
-export interface ContainerServiceClient extends Client {
-  ping(request: PingRequest, callback: (error: ServiceError | null, response: PingResponse) => void): ClientUnaryCall;
-  ping(
-    request: PingRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: PingResponse) => void,
-  ): ClientUnaryCall;
-  ping(
-    request: PingRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: PingResponse) => void,
-  ): ClientUnaryCall;
-  /** Stops every container cleanly, then the apiserver exits. */
-  shutdown(
-    request: ShutdownRequest,
-    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
-  ): ClientUnaryCall;
-  shutdown(
-    request: ShutdownRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
-  ): ClientUnaryCall;
-  shutdown(
-    request: ShutdownRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ShutdownResponse) => void,
-  ): ClientUnaryCall;
-  /** Creates a container and boots its VM; the process does not run yet. */
-  createContainer(
-    request: CreateContainerRequest,
-    callback: (error: ServiceError | null, response: CreateContainerResponse) => void,
-  ): ClientUnaryCall;
-  createContainer(
-    request: CreateContainerRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: CreateContainerResponse) => void,
-  ): ClientUnaryCall;
-  createContainer(
-    request: CreateContainerRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: CreateContainerResponse) => void,
-  ): ClientUnaryCall;
-  /** Runs the container's process. Attach first to see all of its output. */
-  startContainer(
-    request: StartContainerRequest,
-    callback: (error: ServiceError | null, response: StartContainerResponse) => void,
-  ): ClientUnaryCall;
-  startContainer(
-    request: StartContainerRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: StartContainerResponse) => void,
-  ): ClientUnaryCall;
-  startContainer(
-    request: StartContainerRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: StartContainerResponse) => void,
-  ): ClientUnaryCall;
-  /**
-   * Streams the container's stdio both ways and ends with its exit status.
-   * The first request must carry `open`.
-   */
-  attach(): ClientDuplexStream<AttachRequest, AttachResponse>;
-  attach(options: Partial<CallOptions>): ClientDuplexStream<AttachRequest, AttachResponse>;
-  attach(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<AttachRequest, AttachResponse>;
-  killContainer(
-    request: KillContainerRequest,
-    callback: (error: ServiceError | null, response: KillContainerResponse) => void,
-  ): ClientUnaryCall;
-  killContainer(
-    request: KillContainerRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: KillContainerResponse) => void,
-  ): ClientUnaryCall;
-  killContainer(
-    request: KillContainerRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: KillContainerResponse) => void,
-  ): ClientUnaryCall;
-  deleteContainer(
-    request: DeleteContainerRequest,
-    callback: (error: ServiceError | null, response: DeleteContainerResponse) => void,
-  ): ClientUnaryCall;
-  deleteContainer(
-    request: DeleteContainerRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: DeleteContainerResponse) => void,
-  ): ClientUnaryCall;
-  deleteContainer(
-    request: DeleteContainerRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: DeleteContainerResponse) => void,
-  ): ClientUnaryCall;
-  listContainers(
-    request: ListContainersRequest,
-    callback: (error: ServiceError | null, response: ListContainersResponse) => void,
-  ): ClientUnaryCall;
-  listContainers(
-    request: ListContainersRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListContainersResponse) => void,
-  ): ClientUnaryCall;
-  listContainers(
-    request: ListContainersRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListContainersResponse) => void,
-  ): ClientUnaryCall;
-  /** The image tar arrives in chunks; the first request names nothing else. */
-  loadImage(
-    callback: (error: ServiceError | null, response: LoadImageResponse) => void,
-  ): ClientWritableStream<LoadImageRequest>;
-  loadImage(
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: LoadImageResponse) => void,
-  ): ClientWritableStream<LoadImageRequest>;
-  loadImage(
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: LoadImageResponse) => void,
-  ): ClientWritableStream<LoadImageRequest>;
-  loadImage(
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: LoadImageResponse) => void,
-  ): ClientWritableStream<LoadImageRequest>;
-  listImages(
-    request: ListImagesRequest,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
-  listImages(
-    request: ListImagesRequest,
-    metadata: Metadata,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
-  listImages(
-    request: ListImagesRequest,
-    metadata: Metadata,
-    options: Partial<CallOptions>,
-    callback: (error: ServiceError | null, response: ListImagesResponse) => void,
-  ): ClientUnaryCall;
-}
-
-export const ContainerServiceClient = makeGenericClientConstructor(
-  ContainerServiceService,
-  "container.apiserver.v1.ContainerService",
-) as unknown as {
-  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ContainerServiceClient;
-  service: typeof ContainerServiceService;
-  serviceName: string;
-};
 
 function bytesFromBase64(b64: string): Uint8Array {
   return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));

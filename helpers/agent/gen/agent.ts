@@ -32,6 +32,9 @@ export const protobufFileName = "agent.proto";
  * our shared error codes (see lib/errors on the host, vminitd/internal/errdefs
  * in the guest), and whose trailing metadata carries `container-error-code`
  * (the code's name) and, where useful, `container-error-hint`.
+ *
+ * Besides the service, the host can hand the container's first process over at
+ * boot, without a round trip: see BootstrapRequest.
  */
 
 export interface PingRequest {
@@ -136,6 +139,46 @@ export interface ShutdownRequest {
 }
 
 export interface ShutdownResponse {
+}
+
+/**
+ * The bootstrap channel. With the kernel argument vminitd.bootstrap=<port>,
+ * vminitd dials that host vsock port as soon as its gRPC listener is bound
+ * (the host listens before it starts the VM). Each side then writes protobuf
+ * messages, each preceded by its length as a varint: the host one
+ * BootstrapRequest, whenever it is ready to start the container (the guest
+ * waits for it); the guest BootstrapEvents. This does what Mount,
+ * CreateProcess, StartProcess and WaitProcess would do, with no round trip on
+ * the cold-start path; the process is then known to the Agent service under
+ * its id, so KillProcess and CloseProcessStdin work on it as on any other.
+ */
+export interface BootstrapRequest {
+  /** Done in order before the process is created. */
+  mounts: MountRequest[];
+  process: CreateProcessRequest | undefined;
+}
+
+/**
+ * Events of the bootstrap process, in this order: `started`, then `exited`;
+ * or only `failed` when a mount, the creation or the start failed. After
+ * `exited` (its output drained and closed before it is sent) or `failed`, the
+ * guest syncs its filesystems and powers off: the container has ended.
+ */
+export interface BootstrapEvent {
+  started?: StartProcessResponse | undefined;
+  exited?: WaitProcessResponse | undefined;
+  failed?: Failure | undefined;
+}
+
+/**
+ * An error as the shared error codes describe it (what gRPC status and
+ * metadata carry on the Agent service).
+ */
+export interface Failure {
+  /** One of the shared code names, e.g. "notFound". */
+  code: string;
+  message: string;
+  hint: string;
 }
 
 function createBasePingRequest(): PingRequest {
@@ -1565,6 +1608,301 @@ export const ShutdownResponse: MessageFns<ShutdownResponse> = {
   },
   fromPartial(_: DeepPartial<ShutdownResponse>): ShutdownResponse {
     const message = createBaseShutdownResponse();
+    return message;
+  },
+};
+
+function createBaseBootstrapRequest(): BootstrapRequest {
+  return { mounts: [], process: undefined };
+}
+
+export const BootstrapRequest: MessageFns<BootstrapRequest> = {
+  encode(message: BootstrapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.mounts) {
+      MountRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.process !== undefined) {
+      CreateProcessRequest.encode(message.process, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BootstrapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBootstrapRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.mounts.push(MountRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.process = CreateProcessRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BootstrapRequest {
+    return {
+      mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => MountRequest.fromJSON(e)) : [],
+      process: isSet(object.process) ? CreateProcessRequest.fromJSON(object.process) : undefined,
+    };
+  },
+
+  toJSON(message: BootstrapRequest): unknown {
+    const obj: any = {};
+    if (message.mounts?.length) {
+      obj.mounts = message.mounts.map((e) => MountRequest.toJSON(e));
+    }
+    if (message.process !== undefined) {
+      obj.process = CreateProcessRequest.toJSON(message.process);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BootstrapRequest>): BootstrapRequest {
+    return BootstrapRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BootstrapRequest>): BootstrapRequest {
+    const message = createBaseBootstrapRequest();
+    message.mounts = object.mounts?.map((e) => MountRequest.fromPartial(e)) || [];
+    message.process = (object.process !== undefined && object.process !== null)
+      ? CreateProcessRequest.fromPartial(object.process)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseBootstrapEvent(): BootstrapEvent {
+  return { started: undefined, exited: undefined, failed: undefined };
+}
+
+export const BootstrapEvent: MessageFns<BootstrapEvent> = {
+  encode(message: BootstrapEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.started !== undefined) {
+      StartProcessResponse.encode(message.started, writer.uint32(10).fork()).join();
+    }
+    if (message.exited !== undefined) {
+      WaitProcessResponse.encode(message.exited, writer.uint32(18).fork()).join();
+    }
+    if (message.failed !== undefined) {
+      Failure.encode(message.failed, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BootstrapEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBootstrapEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.started = StartProcessResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.exited = WaitProcessResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.failed = Failure.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BootstrapEvent {
+    return {
+      started: isSet(object.started) ? StartProcessResponse.fromJSON(object.started) : undefined,
+      exited: isSet(object.exited) ? WaitProcessResponse.fromJSON(object.exited) : undefined,
+      failed: isSet(object.failed) ? Failure.fromJSON(object.failed) : undefined,
+    };
+  },
+
+  toJSON(message: BootstrapEvent): unknown {
+    const obj: any = {};
+    if (message.started !== undefined) {
+      obj.started = StartProcessResponse.toJSON(message.started);
+    }
+    if (message.exited !== undefined) {
+      obj.exited = WaitProcessResponse.toJSON(message.exited);
+    }
+    if (message.failed !== undefined) {
+      obj.failed = Failure.toJSON(message.failed);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<BootstrapEvent>): BootstrapEvent {
+    return BootstrapEvent.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BootstrapEvent>): BootstrapEvent {
+    const message = createBaseBootstrapEvent();
+    message.started = (object.started !== undefined && object.started !== null)
+      ? StartProcessResponse.fromPartial(object.started)
+      : undefined;
+    message.exited = (object.exited !== undefined && object.exited !== null)
+      ? WaitProcessResponse.fromPartial(object.exited)
+      : undefined;
+    message.failed = (object.failed !== undefined && object.failed !== null)
+      ? Failure.fromPartial(object.failed)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFailure(): Failure {
+  return { code: "", message: "", hint: "" };
+}
+
+export const Failure: MessageFns<Failure> = {
+  encode(message: Failure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.hint !== "") {
+      writer.uint32(26).string(message.hint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Failure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Failure {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      hint: isSet(object.hint) ? globalThis.String(object.hint) : "",
+    };
+  },
+
+  toJSON(message: Failure): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.hint !== "") {
+      obj.hint = message.hint;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Failure>): Failure {
+    return Failure.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Failure>): Failure {
+    const message = createBaseFailure();
+    message.code = object.code ?? "";
+    message.message = object.message ?? "";
+    message.hint = object.hint ?? "";
     return message;
   },
 };

@@ -1,7 +1,9 @@
 // vminitd is the guest's PID 1: it mounts the basics, then serves the Agent
 // gRPC service (api/v1/agent.proto) on vsock port 1024 so the host can mount
-// the container's rootfs and run its processes. It also reaps every orphan,
-// and powers the VM off when asked.
+// the container's rootfs and run its processes. With vminitd.bootstrap=<port>
+// it also fetches the container's first process from the host at once and
+// powers the VM off when that process ends. It reaps every orphan, and powers
+// the VM off when asked.
 package main
 
 import (
@@ -128,6 +130,17 @@ func main() {
 		Shutdown:  func() { shutdown("Shutdown RPC") },
 	})
 
+	if cfg.BootstrapPort != 0 {
+		go func() {
+			reason := "the container process ended"
+			if err := bootstrap(srv, cfg.BootstrapPort); err != nil {
+				log.Error("bootstrap", "err", err)
+				reason = "bootstrap failed"
+			}
+			shutdown(reason)
+		}()
+	}
+
 	// Ctrl-Alt-Del, a power button, or kill from a debug shell.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR)
@@ -153,6 +166,19 @@ func sleepForever() {
 // dialHost connects to a host vsock port (the process stdio streams).
 func dialHost(ctx context.Context, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, hostCID, port, nil)
+}
+
+// bootstrap fetches the container's process from the host and runs it to its
+// end (see BootstrapRequest in the proto).
+func bootstrap(srv *server.Server, port uint32) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	conn, err := dialHost(ctx, port)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return srv.Bootstrap(context.Background(), conn)
 }
 
 // setupLogging writes JSON lines to the console, or to the host vsock port

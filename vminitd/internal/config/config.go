@@ -23,6 +23,9 @@ type Config struct {
 	PowerOff bool
 	// Hostname, when set, becomes the guest's hostname.
 	Hostname string
+	// BootstrapPort is the host vsock port to fetch the container's first
+	// process from (BootstrapRequest in the proto); 0 means none.
+	BootstrapPort uint32
 }
 
 // Default is the configuration when the command line says nothing.
@@ -70,6 +73,12 @@ func (c *Config) set(key, value string, hasValue bool) error {
 			return fmt.Errorf("%slog=%q: want \"console\" or a vsock port", Prefix, value)
 		}
 		c.LogPort = uint32(port)
+	case "bootstrap":
+		port, err := strconv.ParseUint(value, 10, 32)
+		if err != nil || port == 0 {
+			return fmt.Errorf("%sbootstrap=%q: want a vsock port", Prefix, value)
+		}
+		c.BootstrapPort = uint32(port)
 	case "debug":
 		b, err := parseBool(value, hasValue)
 		if err != nil {

@@ -17,6 +17,8 @@ func TestParse(t *testing.T) {
 		{"all", "console=ttyS0 vminitd.log=2049 vminitd.debug=1 vminitd.poweroff=1 vminitd.hostname=box\n",
 			Config{LogPort: 2049, Debug: true, PowerOff: true, Hostname: "box"}, 0},
 		{"console", "vminitd.log=console", Config{}, 0},
+		{"bootstrap", "vminitd.bootstrap=1026", Config{BootstrapPort: 1026}, 0},
+		{"bad bootstrap", "vminitd.bootstrap=x", Config{}, 1},
 		{"bare bool", "vminitd.debug vminitd.poweroff", Config{Debug: true, PowerOff: true}, 0},
 		{"false", "vminitd.debug=0 vminitd.poweroff=no", Config{}, 0},
 		{"last wins", "vminitd.hostname=a vminitd.hostname=b", Config{Hostname: "b"}, 0},

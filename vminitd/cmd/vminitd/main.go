@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -56,6 +57,10 @@ func main() {
 	// is on the container cold-start path. Binding to CID_ANY needs no
 	// /dev/vsock lookup.
 	listener, listenErr := vsock.ListenContextID(unix.VMADDR_CID_ANY, AgentPort, nil)
+	var bootstrapConn <-chan net.Conn
+	if cfg.BootstrapPort != 0 {
+		bootstrapConn = dialBootstrap(cfg.BootstrapPort)
+	}
 
 	logs, log := setupLogging(cfg, pid1)
 	log.Info("vminitd starting", "version", version, "pid", os.Getpid(), "uptime_ms", uptimeMs(), "config", cfg)
@@ -133,7 +138,7 @@ func main() {
 	if cfg.BootstrapPort != 0 {
 		go func() {
 			reason := "the container process ended"
-			if err := bootstrap(srv, cfg.BootstrapPort); err != nil {
+			if err := bootstrap(srv, <-bootstrapConn, cfg.BootstrapPort); err != nil {
 				log.Error("bootstrap", "err", err)
 				reason = "bootstrap failed"
 			}
@@ -168,14 +173,27 @@ func dialHost(ctx context.Context, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, hostCID, port, nil)
 }
 
-// bootstrap fetches the container's process from the host and runs it to its
-// end (see BootstrapRequest in the proto).
-func bootstrap(srv *server.Server, port uint32) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	conn, err := dialHost(ctx, port)
-	cancel()
-	if err != nil {
-		return err
+// dialBootstrap starts dialing the host's bootstrap port at once, so the
+// connection is up by the time the agent is ready to use it.
+func dialBootstrap(port uint32) <-chan net.Conn {
+	ch := make(chan net.Conn, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := dialHost(ctx, port)
+		if err != nil {
+			conn = nil
+		}
+		ch <- conn
+	}()
+	return ch
+}
+
+// bootstrap fetches the container's process from the host over conn and runs
+// it to its end (see BootstrapRequest in the proto).
+func bootstrap(srv *server.Server, conn net.Conn, port uint32) error {
+	if conn == nil {
+		return fmt.Errorf("cannot dial the bootstrap port %d", port)
 	}
 	defer conn.Close()
 	return srv.Bootstrap(context.Background(), conn)

@@ -23,6 +23,7 @@ func (s *Server) Bootstrap(ctx context.Context, conn io.ReadWriter) error {
 	if err := protodelim.UnmarshalFrom(bufio.NewReader(conn), req); err != nil {
 		return errdefs.Unavailablef("reading the bootstrap request: %w", err)
 	}
+	s.opts.Log.Debug("bootstrap request received", "mounts", len(req.GetMounts()))
 	exited, err := s.bootstrap(ctx, req, func(pid int32) error {
 		return send(conn, &agentv1.BootstrapEvent{Event: &agentv1.BootstrapEvent_Started{Started: &agentv1.StartProcessResponse{Pid: pid}}})
 	})

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ContainerError } from "../lib/errors/index.js";
-import { parseCpus, parseEnv, parseMemoryMiB, parseSignal, signalNumber } from "./parse.js";
+import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseSignal, signalNumber } from "./parse.js";
 import { expectContainerError } from "../lib/errors/testing.js";
 
 const invalid = (fn: () => unknown): ContainerError => expectContainerError(fn, "invalidArgument");
@@ -115,5 +115,27 @@ describe("parseSignal", () => {
   it("signalNumber maps Node signal names", () => {
     expect(signalNumber("SIGTERM")).toBe(15);
     expect(signalNumber("SIGINT")).toBe(2);
+  });
+});
+
+describe("parseEnvFile", () => {
+  it("reads KEY=VALUE lines, skips comments and blanks, takes bare keys from the environment", () => {
+    const text = "# comment\nA=1\n\n  B=two words\nHOME_FROM_ENV\nUNSET_ONE\nC==x\r\n";
+    expect(parseEnvFile(text, "f.env", { HOME_FROM_ENV: "/h" })).toEqual(["A=1", "B=two words", "HOME_FROM_ENV=/h", "C==x"]);
+  });
+
+  it("names the file and line of a bad entry", () => {
+    const err = expectContainerError(() => parseEnvFile("A=1\n=oops\n", "f.env", {}), "invalidArgument");
+    expect(err.message).toBe('f.env:2: invalid environment variable "=oops"');
+  });
+});
+
+describe("parseLabels", () => {
+  it("maps KEY=VALUE and bare keys", () => {
+    expect(parseLabels(["a=1", "b", "c=x=y"])).toEqual({ a: "1", b: "", c: "x=y" });
+  });
+
+  it("rejects an empty key", () => {
+    expectContainerError(() => parseLabels(["=v"]), "invalidArgument");
   });
 });

@@ -13,6 +13,22 @@ export function parseCpus(value: string): number {
   return n;
 }
 
+/** A whole number of seconds (`stop -t`). */
+export function parseSeconds(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 86_400) {
+    throw new ContainerError("invalidArgument", `invalid number of seconds "${value}"`, { hint: "use a whole number, e.g. -t 10" });
+  }
+  return Number(value);
+}
+
+/** A positive line count (`logs -n`). */
+export function parseCount(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1) {
+    throw new ContainerError("invalidArgument", `invalid count "${value}"`, { hint: "use a whole number of at least 1" });
+  }
+  return Number(value);
+}
+
 /**
  * `-e KEY=VALUE` as given; `-e KEY` takes KEY's value from this environment
  * and is dropped when unset, as Docker does.
@@ -29,6 +45,41 @@ export function parseEnv(entries: string[], env: NodeJS.ProcessEnv = process.env
     else if (env[key] !== undefined) out.push(`${key}=${env[key]}`);
   }
   return out;
+}
+
+/**
+ * An `--env-file`'s text: KEY=VALUE lines, `#` comments and blank lines
+ * skipped, a bare KEY taken from this environment (Docker's format; no quotes
+ * or escapes are interpreted). `source` names the file in errors.
+ */
+export function parseEnvFile(text: string, source: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const entries: string[] = [];
+  for (const [i, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.replace(/^\s+/, "");
+    if (line === "" || line.startsWith("#")) continue;
+    try {
+      entries.push(...parseEnv([line], env));
+    } catch {
+      throw new ContainerError("invalidArgument", `${source}:${i + 1}: invalid environment variable "${line}"`, {
+        hint: "each line is KEY=VALUE or KEY",
+      });
+    }
+  }
+  return entries;
+}
+
+/** `-l KEY=VALUE` (or a bare KEY, with an empty value), as a map. */
+export function parseLabels(entries: string[]): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    const key = eq === -1 ? entry : entry.slice(0, eq);
+    if (key === "" || /[\s\0]/.test(key)) {
+      throw new ContainerError("invalidArgument", `invalid label "${entry}"`, { hint: "use -l KEY=VALUE" });
+    }
+    labels[key] = eq === -1 ? "" : entry.slice(eq + 1);
+  }
+  return labels;
 }
 
 const SIGNALS: Record<string, number> = {

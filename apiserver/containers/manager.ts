@@ -36,6 +36,16 @@ export interface ContainerManager {
   /** The helper serving a container's stdio; fails unless it runs or is about to. */
   helperFor(ref: string): Promise<{ record: ContainerRecord; helper: HelperHandle }>;
   kill(ref: string, signal: number): Promise<void>;
+  /** Signals the process, waits up to timeoutMs for it to end, then kills it; resolves once stopped. */
+  stop(ref: string, signal: number, timeoutMs: number): Promise<void>;
+  /** The record behind a reference (id, unique id prefix, or name). */
+  get(ref: string): ContainerRecord;
+  /** The container's directory (record, rootfs, logs). */
+  bundleOf(id: string): string;
+  /** Whether a runtime helper still runs for the container. */
+  isRunning(id: string): boolean;
+  /** Removes every stopped container; returns their ids. */
+  prune(): Promise<string[]>;
   delete(ref: string, force: boolean): Promise<void>;
   list(all: boolean): ContainerRecord[];
   /** Resolves when a container's exit has been recorded (and, with autoRemove, it is gone). */
@@ -46,6 +56,9 @@ export interface ContainerManager {
   close(): void;
   recover(): Promise<void>;
 }
+
+/** After SIGKILL, how long the process gets before the VM itself is stopped. */
+const KILL_GRACE_MS = 5000;
 
 export function createContainerManager(options: ManagerOptions): ContainerManager {
   const { dataDir, logger } = options;
@@ -124,6 +137,8 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         autoRemove: request.autoRemove,
         cpus: request.cpus,
         memoryMiB: request.memoryMiB,
+        labels: request.labels,
+        readOnly: request.readOnly,
         createdAt: Date.now(),
         state: "created",
       };
@@ -139,7 +154,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           runDir,
           accelerator: await options.accelerator(),
           autoRemove: request.autoRemove,
-          process: { ...proc, interactive: request.interactive },
+          process: { ...proc, interactive: request.interactive, readOnly: request.readOnly },
           vm: {
             id: id.slice(0, 12),
             arch: options.assets.arch,
@@ -198,9 +213,44 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       await call(helper.client.kill, helper.client, { signal }, new Metadata());
     },
 
+    async stop(ref, signal, timeoutMs) {
+      const record = lookup(ref);
+      const helper = helpers.get(record.id);
+      if (!helper) return;
+      const settled = settling.get(record.id);
+      if (record.state === "created") {
+        await call(helper.client.stop, helper.client, { force: true }, new Metadata()).catch(() => undefined);
+        await settled;
+        return;
+      }
+      await call(helper.client.kill, helper.client, { signal }, new Metadata()).catch(() => undefined);
+      const inTime = await Promise.race([settled?.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs))]);
+      if (inTime) return;
+      logger.info("stop timed out; killing", { id: record.id, signal, timeoutMs });
+      await call(helper.client.kill, helper.client, { signal: 9 }, new Metadata()).catch(() => undefined);
+      const killed = await Promise.race([settled?.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), KILL_GRACE_MS))]);
+      if (!killed) await call(helper.client.stop, helper.client, { force: true }, new Metadata()).catch(() => undefined);
+      await settled;
+    },
+
+    get: lookup,
+
+    isRunning: (id) => helpers.has(id),
+
+    bundleOf: (id) => bundleDir(dataDir, id),
+
+    async prune() {
+      const stopped = [...records.values()].filter((r) => r.state === "stopped" && !helpers.has(r.id));
+      for (const record of stopped) await removeBundle(record);
+      return stopped.map((r) => r.id);
+    },
+
     async delete(ref, force) {
       const record = lookup(ref);
       const helper = helpers.get(record.id);
+      // Docker removes a created container that never ran, and one whose
+      // exit is recorded while its VM winds down, without -f.
+      if (helper && (record.state === "created" || record.state === "stopped")) force = true;
       if (helper) {
         if (!force) {
           throw new ContainerError("invalidState", `container ${record.name} is ${record.state}`, {

@@ -21,6 +21,8 @@ export interface ContainerRecord {
   autoRemove: boolean;
   cpus: number;
   memoryMiB: number;
+  labels: Record<string, string>;
+  readOnly: boolean;
   createdAt: number;
   state: ContainerState;
   exitCode?: number;

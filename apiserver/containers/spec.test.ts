@@ -17,6 +17,8 @@ function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
     autoRemove: false,
     cpus: 1,
     memoryMiB: 1024,
+    labels: {},
+    readOnly: false,
     ...overrides,
   };
 }
@@ -31,6 +33,13 @@ describe("buildProcess: args", () => {
   it("replaces the image Cmd with the command but keeps the Entrypoint", () => {
     const p = buildProcess(request({ command: ["-c", "echo hi"] }), image({ entrypoint: ["/bin/sh"], cmd: ["-l"] }));
     expect(p.args).toEqual(["/bin/sh", "-c", "echo hi"]);
+  });
+
+  it("--entrypoint replaces the image's Entrypoint and drops its Cmd", () => {
+    const img = image({ entrypoint: ["/entry"], cmd: ["serve"] });
+    expect(buildProcess(request({ entrypoint: "/bin/echo" }), img).args).toEqual(["/bin/echo"]);
+    expect(buildProcess(request({ entrypoint: "/bin/echo", command: ["hi"] }), img).args).toEqual(["/bin/echo", "hi"]);
+    expect(buildProcess(request({ entrypoint: "", command: ["ls"] }), img).args).toEqual(["ls"]);
   });
 
   it("uses the command alone when the image has no Entrypoint", () => {

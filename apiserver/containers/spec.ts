@@ -16,6 +16,10 @@ export interface CreateRequest {
   autoRemove: boolean;
   cpus: number;
   memoryMiB: number;
+  labels: Record<string, string>;
+  /** Replaces the image's entrypoint (and drops its cmd, as Docker does); "" clears it. */
+  entrypoint?: string;
+  readOnly: boolean;
 }
 
 export interface ProcessSpec {
@@ -76,7 +80,9 @@ export function resolveResources(
 
 export function buildProcess(request: CreateRequest, image: ImageConfig): ProcessSpec {
   validateEnv(request.env);
-  const args = [...image.entrypoint, ...(request.command.length > 0 ? request.command : image.cmd)];
+  const entrypoint = request.entrypoint === undefined ? image.entrypoint : request.entrypoint === "" ? [] : [request.entrypoint];
+  const cmd = request.command.length > 0 ? request.command : request.entrypoint === undefined ? image.cmd : [];
+  const args = [...entrypoint, ...cmd];
   if (args.length === 0) {
     throw new ContainerError("invalidArgument", `no command given and image ${request.image} has none`, {
       hint: "name a command after the image",

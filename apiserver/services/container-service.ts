@@ -1,7 +1,14 @@
 // The ContainerService handlers: validate, delegate to the container manager
 // or the image store, map errors at the wire. No logic of their own.
 import { PassThrough } from "node:stream";
-import { Metadata, type ClientDuplexStream, type ServerDuplexStream, type ServerReadableStream, type sendUnaryData } from "@grpc/grpc-js";
+import {
+  Metadata,
+  type ClientDuplexStream,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerWritableStream,
+  type sendUnaryData,
+} from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
@@ -11,11 +18,15 @@ import type {
   AttachRequest,
   AttachResponse,
   ContainerConfig,
+  ContainerDetail,
   ContainerServiceDefinition,
+  LogsRequest,
+  LogsResponse,
   ImageSummary,
   LoadImageRequest,
   LoadImageResponse,
 } from "../api/gen/apiserver.js";
+import { readLogs } from "../containers/logs.js";
 import type { ContainerManager } from "../containers/manager.js";
 import type { ContainerRecord } from "../containers/records.js";
 import type { ContainerDefaults } from "../../lib/config/index.js";
@@ -48,6 +59,9 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
     autoRemove: config.autoRemove,
     cpus,
     memoryMiB,
+    labels: config.labels,
+    ...(config.entrypoint === undefined ? {} : { entrypoint: config.entrypoint }),
+    readOnly: config.readOnly,
   };
 }
 
@@ -58,6 +72,51 @@ function imageSummary(image: ImageRecord): ImageSummary {
     size: BigInt(image.size),
     platforms: image.platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")),
   };
+}
+
+/** Apple's container gives a stopping process 5 seconds (Docker 10). */
+const DEFAULT_STOP_TIMEOUT_S = 5;
+
+function detail(ctx: ServiceContext, r: ContainerRecord): ContainerDetail {
+  return {
+    summary: summary(r),
+    imageDigest: r.imageDigest,
+    env: r.env,
+    cwd: r.cwd,
+    interactive: r.interactive,
+    autoRemove: r.autoRemove,
+    cpus: r.cpus,
+    memoryMib: BigInt(r.memoryMiB),
+    labels: r.labels ?? {},
+    readOnly: r.readOnly ?? false,
+    helperPid: r.helperPid ?? 0,
+    bundleDir: ctx.containers.bundleOf(r.id),
+  };
+}
+
+/** Streams a container's logs (apiserver/containers/logs.ts); the call's cancellation stops a follow. */
+async function streamLogs(ctx: ServiceContext, call: ServerWritableStream<LogsRequest, LogsResponse>): Promise<void> {
+  const abort = new AbortController();
+  call.on("cancelled", () => abort.abort());
+  try {
+    const record = ctx.containers.get(call.request.id);
+    const chunks = readLogs({
+      bundleDir: ctx.containers.bundleOf(record.id),
+      boot: call.request.boot,
+      tail: call.request.tail,
+      follow: call.request.follow,
+      running: () => ctx.containers.isRunning(record.id),
+      signal: abort.signal,
+    });
+    for await (const chunk of chunks) {
+      if (!call.write(chunk.stream === "stdout" ? { stdout: chunk.data } : { stderr: chunk.data })) {
+        await new Promise((resolve) => call.once("drain", resolve));
+      }
+    }
+    call.end();
+  } catch (err) {
+    call.emit("error", toGrpcError(err));
+  }
 }
 
 function summary(r: ContainerRecord) {
@@ -158,6 +217,13 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
       await ctx.containers.kill(req.id, req.signal || 15);
       return {};
     }),
+    stopContainer: unary(async (req) => {
+      await ctx.containers.stop(req.id, req.signal || 15, (req.timeoutSeconds ?? DEFAULT_STOP_TIMEOUT_S) * 1000);
+      return {};
+    }),
+    inspectContainers: unary(async (req) => ({ containers: req.ids.map((id) => detail(ctx, ctx.containers.get(id))) })),
+    pruneContainers: unary(async () => ({ ids: await ctx.containers.prune() })),
+    logs: (call: ServerWritableStream<LogsRequest, LogsResponse>) => void streamLogs(ctx, call),
     deleteContainer: unary(async (req) => {
       await ctx.containers.delete(req.id, req.force);
       return {};

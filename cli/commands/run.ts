@@ -1,40 +1,79 @@
-// `container run`: create, attach, start, relay stdio and signals, and exit
-// with the container's status (Docker's codes: 125 when the runtime fails,
-// 127 when the command is not in the image).
+// `container run|create|start`: create, attach, start, relay stdio and
+// signals, and exit with the container's status (Docker's codes: 125 when the
+// runtime fails, 127 when the command is not in the image).
+import { access, readFile, writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
-import { parseCpus, parseEnv, parseMemoryMiB, signalNumber } from "../parse.js";
+import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, signalNumber } from "../parse.js";
 
-export interface RunOptions {
+export interface CreateOptions {
   rm?: boolean;
-  detach?: boolean;
   env: string[];
+  envFile: string[];
   workdir?: string;
   interactive?: boolean;
   name?: string;
   cpus?: string;
   memory?: string;
+  label: string[];
+  entrypoint?: string;
+  readOnly?: boolean;
+  cidfile?: string;
+}
+
+export interface RunOptions extends CreateOptions {
+  detach?: boolean;
 }
 
 /** Exit statuses of a failed run, as Docker reports them. */
 export const RUN_FAILED = 125;
 export const COMMAND_NOT_FOUND = 127;
 
-export function containerConfig(image: string, command: string[], opts: RunOptions): ContainerConfig {
+async function readEnvFiles(paths: string[]): Promise<string[]> {
+  const entries: string[] = [];
+  for (const path of paths) {
+    const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+      throw new ContainerError("invalidArgument", `cannot read env file ${path}: ${err.code ?? err.message}`);
+    });
+    entries.push(...parseEnvFile(text, path));
+  }
+  return entries;
+}
+
+/** The create request for the flags; -e entries win over --env-file ones, as in Docker. */
+export async function containerConfig(image: string, command: string[], opts: CreateOptions): Promise<ContainerConfig> {
   return {
     name: opts.name ?? "",
     image,
     command,
-    env: parseEnv(opts.env),
+    env: [...(await readEnvFiles(opts.envFile)), ...parseEnv(opts.env)],
     workdir: opts.workdir ?? "",
     interactive: Boolean(opts.interactive),
     autoRemove: Boolean(opts.rm),
     cpus: opts.cpus === undefined ? 0 : parseCpus(opts.cpus),
     memoryMib: BigInt(opts.memory === undefined ? 0 : parseMemoryMiB(opts.memory)),
+    labels: parseLabels(opts.label),
+    ...(opts.entrypoint === undefined ? {} : { entrypoint: opts.entrypoint }),
+    readOnly: Boolean(opts.readOnly),
   };
+}
+
+/** Docker refuses a cidfile that exists, before anything is created. */
+async function checkCidfile(path: string | undefined): Promise<void> {
+  if (path === undefined) return;
+  const exists = await access(path).then(() => true, () => false);
+  if (exists) throw new ContainerError("exists", `container id file ${path} already exists`, { hint: "remove it or name another file" });
+}
+
+async function create(client: ApiClient, image: string, command: string[], opts: CreateOptions): Promise<{ id: string; config: ContainerConfig }> {
+  const config = await containerConfig(image, command, opts);
+  await checkCidfile(opts.cidfile);
+  const { id } = await request(client, "createContainer", { config });
+  if (opts.cidfile !== undefined) await writeFile(opts.cidfile, id, { flag: "wx" });
+  return { id, config };
 }
 
 function write(out: NodeJS.WriteStream, chunk: Buffer, stream: CallStream<AttachRequest>): void {
@@ -73,51 +112,70 @@ function attach(client: ApiClient, id: string, interactive: boolean): { exit: Pr
   return { exit, stream };
 }
 
+/** Attaches, starts, relays signals, and resolves with the exit status. */
+async function startAttached(client: ApiClient, id: string, interactive: boolean): Promise<number> {
+  const { exit, stream } = attach(client, id, interactive);
+  const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
+  try {
+    await request(client, "startContainer", { id });
+  } catch (err) {
+    // The container is ended (and, with --rm, removed) by the service; wait for that.
+    await exit.catch(() => undefined);
+    const e = err instanceof ContainerError ? err : explain(err);
+    throw Object.assign(e, { exitCode: e.code === "notFound" ? COMMAND_NOT_FOUND : RUN_FAILED });
+  }
+  const code = await exit;
+  process.stdin.pause();
+  return code;
+}
+
 export async function run(image: string, command: string[], opts: RunOptions): Promise<number> {
-  const config = containerConfig(image, command, opts);
   const client = connect();
   try {
-    const { id } = await request(client, "createContainer", { config });
+    const { id, config } = await create(client, image, command, opts);
     if (opts.detach) {
       await request(client, "startContainer", { id });
       process.stdout.write(`${id}\n`);
       return 0;
     }
-    const { exit, stream } = attach(client, id, config.interactive);
-    const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
-    process.on("SIGINT", forward);
-    process.on("SIGTERM", forward);
-    try {
-      await request(client, "startContainer", { id });
-    } catch (err) {
-      // The container is ended (and, with --rm, removed) by the service; wait for that.
-      await exit.catch(() => undefined);
-      const e = err instanceof ContainerError ? err : explain(err);
-      throw Object.assign(e, { exitCode: e.code === "notFound" ? COMMAND_NOT_FOUND : RUN_FAILED });
-    }
-    const code = await exit;
-    process.stdin.pause();
-    return code;
+    return await startAttached(client, id, config.interactive);
   } finally {
     client.close();
   }
 }
 
-export function registerRun(program: Command): void {
-  program
-    .command("run")
-    .description("run a command in a new container")
+function withCreateOptions(cmd: Command): Command {
+  const list = (v: string, acc: string[]): string[] => [...acc, v];
+  return cmd
     .argument("<image>", "image to run")
     .argument("[command...]", "command and arguments (default: the image's)")
     .option("--rm", "remove the container when it exits")
-    .option("-d, --detach", "run in the background and print the container id")
-    .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", list, [] as string[])
+    .option("--env-file <file>", "read environment variables from a file (repeatable)", list, [] as string[])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-i, --interactive", "keep stdin open and connect it to the container")
     .option("--name <name>", "name the container")
     .option("-c, --cpus <n>", "number of virtual CPUs")
     .option("-m, --memory <size>", "memory, e.g. 512M or 2G")
-    .passThroughOptions()
+    .option("-l, --label <KEY=VALUE>", "set a label (repeatable)", list, [] as string[])
+    .option("--entrypoint <cmd>", "replace the image's entrypoint (\"\" clears it)")
+    .option("--read-only", "mount the container's root filesystem read-only")
+    .option("--cidfile <file>", "write the container id to a file")
+    .passThroughOptions();
+}
+
+/** Docker's convention: 125 when the runtime, not the command, failed. */
+function runFailure(err: unknown): ContainerError {
+  return Object.assign(err instanceof ContainerError ? err : explain(err), {
+    exitCode: (err as { exitCode?: number }).exitCode ?? RUN_FAILED,
+  });
+}
+
+export function registerRun(program: Command): void {
+  withCreateOptions(program.command("run").description("run a command in a new container"))
+    .option("-d, --detach", "run in the background and print the container id")
     .action(async (image: string, command: string[], opts: RunOptions) => {
       if (opts.detach && opts.interactive) {
         throw new ContainerError("invalidArgument", "--detach and --interactive cannot be used together");
@@ -125,10 +183,39 @@ export function registerRun(program: Command): void {
       try {
         process.exitCode = await run(image, command, opts);
       } catch (err) {
-        // Docker's convention: 125 when the runtime, not the command, failed.
-        throw Object.assign(err instanceof ContainerError ? err : explain(err), {
-          exitCode: (err as { exitCode?: number }).exitCode ?? RUN_FAILED,
-        });
+        throw runFailure(err);
+      }
+    });
+
+  withCreateOptions(program.command("create").description("create a container without starting it"))
+    .action(async (image: string, command: string[], opts: CreateOptions) => {
+      const client = connect();
+      try {
+        process.stdout.write(`${(await create(client, image, command, opts)).id}\n`);
+      } finally {
+        client.close();
+      }
+    });
+
+  program
+    .command("start")
+    .description("start a created container")
+    .argument("<container>", "id, id prefix or name")
+    .option("-a, --attach", "attach to its output and exit with its status")
+    .option("-i, --interactive", "connect stdin (with --attach)")
+    .action(async (ref: string, opts: { attach?: boolean; interactive?: boolean }) => {
+      const client = connect();
+      try {
+        if (!opts.attach) {
+          await request(client, "startContainer", { id: ref });
+          process.stdout.write(`${ref}\n`);
+          return;
+        }
+        process.exitCode = await startAttached(client, ref, Boolean(opts.interactive));
+      } catch (err) {
+        throw opts.attach ? runFailure(err) : err;
+      } finally {
+        client.close();
       }
     });
 }

@@ -11,6 +11,8 @@ export interface ProcessConfig {
   cwd: string;
   /** Whether stdin is connected; otherwise the process reads /dev/null. */
   interactive: boolean;
+  /** The rootfs is mounted read-only. */
+  readOnly: boolean;
 }
 
 export interface RuntimeConfig {

@@ -172,7 +172,13 @@ export async function bootContainer(
         mounts: [{ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] }],
         process: {
           id: PROCESS_ID,
-          spec: { args: config.process.args, env: config.process.env, cwd: config.process.cwd, rootfs: GUEST_ROOTFS },
+          spec: {
+            args: config.process.args,
+            env: config.process.env,
+            cwd: config.process.cwd,
+            rootfs: GUEST_ROOTFS,
+            readonlyRootfs: config.process.readOnly,
+          },
           stdinPort: inL ? STDIO_PORTS.stdin : 0,
           stdoutPort: STDIO_PORTS.stdout,
           stderrPort: STDIO_PORTS.stderr,

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { ServerDuplexStream, ServerReadableStream, sendUnaryData } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
+  ContainerConfig,
   ContainerServiceDefinition,
   type AttachRequest,
   type AttachResponse,
@@ -76,7 +77,7 @@ describe("http2 client", () => {
     const c = await serve();
     expect(await c.unary("ping", {})).toEqual({ version: "test", pid: 42, accelerator: "tcg" });
     const res = await c.unary("createContainer", {
-      config: { name: "", image: "demo", command: [], env: [], workdir: "", interactive: false, autoRemove: false, cpus: 0, memoryMib: 0n },
+      config: ContainerConfig.fromPartial({ image: "demo" }),
     });
     expect(res.id).toBe("id-of-demo");
   });
@@ -84,7 +85,7 @@ describe("http2 client", () => {
   it("rebuilds the server's ContainerError with its code and hint", async () => {
     const c = await serve();
     const call = c.unary("createContainer", {
-      config: { name: "", image: "missing", command: [], env: [], workdir: "", interactive: false, autoRemove: false, cpus: 0, memoryMib: 0n },
+      config: ContainerConfig.fromPartial({ image: "missing" }),
     });
     const err = await expectContainerRejection(call, "notFound", /image missing not found/);
     expect(err.hint).toBe("load it");

@@ -30,6 +30,15 @@ export interface TestEnv {
   close(): Promise<void>;
 }
 
+/** Polls `check` every 100 ms until it holds; throws after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export function requireAssets(): void {
   for (const p of [CLI, join(ROOT, "dist", "cli", "main.js"), DEMO_ARCHIVE]) {
     if (!existsSync(p)) throw new Error(`${p} is missing: run the README set-up (npm run setup) first`);

@@ -47,6 +47,18 @@ export interface ContainerConfig {
   autoRemove: boolean;
   cpus: number;
   memoryMib: bigint;
+  labels: { [key: string]: string };
+  /** Replaces the image's entrypoint when set (`--entrypoint ""` clears it). */
+  entrypoint?:
+    | string
+    | undefined;
+  /** The container's root filesystem is mounted read-only. */
+  readOnly: boolean;
+}
+
+export interface ContainerConfig_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface CreateContainerRequest {
@@ -87,6 +99,67 @@ export interface KillContainerRequest {
 }
 
 export interface KillContainerResponse {
+}
+
+export interface StopContainerRequest {
+  id: string;
+  /** 0 means SIGTERM. */
+  signal: number;
+  /** How long the process gets before SIGKILL; unset means 5 seconds. */
+  timeoutSeconds?: number | undefined;
+}
+
+export interface StopContainerResponse {
+}
+
+export interface InspectContainersRequest {
+  ids: string[];
+}
+
+export interface ContainerDetail {
+  summary: ContainerSummary | undefined;
+  imageDigest: string;
+  env: string[];
+  cwd: string;
+  interactive: boolean;
+  autoRemove: boolean;
+  cpus: number;
+  memoryMib: bigint;
+  labels: { [key: string]: string };
+  readOnly: boolean;
+  /** The runtime helper while one runs; 0 otherwise. */
+  helperPid: number;
+  /** Where the container's files live on the host (logs, rootfs). */
+  bundleDir: string;
+}
+
+export interface ContainerDetail_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface InspectContainersResponse {
+  containers: ContainerDetail[];
+}
+
+export interface PruneContainersRequest {
+}
+
+export interface PruneContainersResponse {
+  ids: string[];
+}
+
+export interface LogsRequest {
+  id: string;
+  follow: boolean;
+  /** Only the last `tail` lines; 0 means all. */
+  tail: number;
+  boot: boolean;
+}
+
+export interface LogsResponse {
+  stdout?: Buffer | undefined;
+  stderr?: Buffer | undefined;
 }
 
 export interface DeleteContainerRequest {
@@ -406,6 +479,9 @@ function createBaseContainerConfig(): ContainerConfig {
     autoRemove: false,
     cpus: 0,
     memoryMib: 0n,
+    labels: {},
+    entrypoint: undefined,
+    readOnly: false,
   };
 }
 
@@ -440,6 +516,15 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         throw new globalThis.Error("value provided for field message.memoryMib of type uint64 too large");
       }
       writer.uint32(72).uint64(message.memoryMib);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ContainerConfig_LabelsEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    if (message.entrypoint !== undefined) {
+      writer.uint32(90).string(message.entrypoint);
+    }
+    if (message.readOnly !== false) {
+      writer.uint32(96).bool(message.readOnly);
     }
     return writer;
   },
@@ -529,6 +614,33 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.memoryMib = reader.uint64() as bigint;
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = ContainerConfig_LabelsEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.labels[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.entrypoint = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -560,6 +672,26 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         : isSet(object.memory_mib)
         ? BigInt(object.memory_mib)
         : 0n,
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      entrypoint: isSet(object.entrypoint) ? globalThis.String(object.entrypoint) : undefined,
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
     };
   },
 
@@ -592,6 +724,21 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.memoryMib !== 0n) {
       obj.memoryMib = message.memoryMib.toString();
     }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.entrypoint !== undefined) {
+      obj.entrypoint = message.entrypoint;
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
     return obj;
   },
 
@@ -609,6 +756,102 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.autoRemove = object.autoRemove ?? false;
     message.cpus = object.cpus ?? 0;
     message.memoryMib = (object.memoryMib !== undefined && object.memoryMib !== null) ? BigInt(object.memoryMib) : 0n;
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.entrypoint = object.entrypoint ?? undefined;
+    message.readOnly = object.readOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseContainerConfig_LabelsEntry(): ContainerConfig_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ContainerConfig_LabelsEntry: MessageFns<ContainerConfig_LabelsEntry> = {
+  encode(message: ContainerConfig_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerConfig_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerConfig_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerConfig_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ContainerConfig_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerConfig_LabelsEntry>): ContainerConfig_LabelsEntry {
+    return ContainerConfig_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerConfig_LabelsEntry>): ContainerConfig_LabelsEntry {
+    const message = createBaseContainerConfig_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1227,6 +1470,1024 @@ export const KillContainerResponse: MessageFns<KillContainerResponse> = {
   },
   fromPartial(_: DeepPartial<KillContainerResponse>): KillContainerResponse {
     const message = createBaseKillContainerResponse();
+    return message;
+  },
+};
+
+function createBaseStopContainerRequest(): StopContainerRequest {
+  return { id: "", signal: 0, timeoutSeconds: undefined };
+}
+
+export const StopContainerRequest: MessageFns<StopContainerRequest> = {
+  encode(message: StopContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.signal !== 0) {
+      writer.uint32(16).int32(message.signal);
+    }
+    if (message.timeoutSeconds !== undefined) {
+      writer.uint32(24).uint32(message.timeoutSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopContainerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopContainerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.signal = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.timeoutSeconds = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopContainerRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : 0,
+      timeoutSeconds: isSet(object.timeoutSeconds)
+        ? globalThis.Number(object.timeoutSeconds)
+        : isSet(object.timeout_seconds)
+        ? globalThis.Number(object.timeout_seconds)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StopContainerRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.signal !== 0) {
+      obj.signal = Math.round(message.signal);
+    }
+    if (message.timeoutSeconds !== undefined) {
+      obj.timeoutSeconds = Math.round(message.timeoutSeconds);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopContainerRequest>): StopContainerRequest {
+    return StopContainerRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StopContainerRequest>): StopContainerRequest {
+    const message = createBaseStopContainerRequest();
+    message.id = object.id ?? "";
+    message.signal = object.signal ?? 0;
+    message.timeoutSeconds = object.timeoutSeconds ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStopContainerResponse(): StopContainerResponse {
+  return {};
+}
+
+export const StopContainerResponse: MessageFns<StopContainerResponse> = {
+  encode(_: StopContainerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopContainerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopContainerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StopContainerResponse {
+    return {};
+  },
+
+  toJSON(_: StopContainerResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopContainerResponse>): StopContainerResponse {
+    return StopContainerResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StopContainerResponse>): StopContainerResponse {
+    const message = createBaseStopContainerResponse();
+    return message;
+  },
+};
+
+function createBaseInspectContainersRequest(): InspectContainersRequest {
+  return { ids: [] };
+}
+
+export const InspectContainersRequest: MessageFns<InspectContainersRequest> = {
+  encode(message: InspectContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectContainersRequest {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: InspectContainersRequest): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InspectContainersRequest>): InspectContainersRequest {
+    return InspectContainersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InspectContainersRequest>): InspectContainersRequest {
+    const message = createBaseInspectContainersRequest();
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseContainerDetail(): ContainerDetail {
+  return {
+    summary: undefined,
+    imageDigest: "",
+    env: [],
+    cwd: "",
+    interactive: false,
+    autoRemove: false,
+    cpus: 0,
+    memoryMib: 0n,
+    labels: {},
+    readOnly: false,
+    helperPid: 0,
+    bundleDir: "",
+  };
+}
+
+export const ContainerDetail: MessageFns<ContainerDetail> = {
+  encode(message: ContainerDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.summary !== undefined) {
+      ContainerSummary.encode(message.summary, writer.uint32(10).fork()).join();
+    }
+    if (message.imageDigest !== "") {
+      writer.uint32(18).string(message.imageDigest);
+    }
+    for (const v of message.env) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.cwd !== "") {
+      writer.uint32(34).string(message.cwd);
+    }
+    if (message.interactive !== false) {
+      writer.uint32(40).bool(message.interactive);
+    }
+    if (message.autoRemove !== false) {
+      writer.uint32(48).bool(message.autoRemove);
+    }
+    if (message.cpus !== 0) {
+      writer.uint32(56).uint32(message.cpus);
+    }
+    if (message.memoryMib !== 0n) {
+      if (BigInt.asUintN(64, message.memoryMib) !== message.memoryMib) {
+        throw new globalThis.Error("value provided for field message.memoryMib of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.memoryMib);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ContainerDetail_LabelsEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    if (message.readOnly !== false) {
+      writer.uint32(80).bool(message.readOnly);
+    }
+    if (message.helperPid !== 0) {
+      writer.uint32(88).int32(message.helperPid);
+    }
+    if (message.bundleDir !== "") {
+      writer.uint32(98).string(message.bundleDir);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.summary = ContainerSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.imageDigest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.env.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.cwd = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.interactive = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.autoRemove = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cpus = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.memoryMib = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = ContainerDetail_LabelsEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.labels[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.readOnly = reader.bool();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.helperPid = reader.int32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.bundleDir = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerDetail {
+    return {
+      summary: isSet(object.summary) ? ContainerSummary.fromJSON(object.summary) : undefined,
+      imageDigest: isSet(object.imageDigest)
+        ? globalThis.String(object.imageDigest)
+        : isSet(object.image_digest)
+        ? globalThis.String(object.image_digest)
+        : "",
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
+      cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
+      interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
+      autoRemove: isSet(object.autoRemove)
+        ? globalThis.Boolean(object.autoRemove)
+        : isSet(object.auto_remove)
+        ? globalThis.Boolean(object.auto_remove)
+        : false,
+      cpus: isSet(object.cpus) ? globalThis.Number(object.cpus) : 0,
+      memoryMib: isSet(object.memoryMib)
+        ? BigInt(object.memoryMib)
+        : isSet(object.memory_mib)
+        ? BigInt(object.memory_mib)
+        : 0n,
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      readOnly: isSet(object.readOnly)
+        ? globalThis.Boolean(object.readOnly)
+        : isSet(object.read_only)
+        ? globalThis.Boolean(object.read_only)
+        : false,
+      helperPid: isSet(object.helperPid)
+        ? globalThis.Number(object.helperPid)
+        : isSet(object.helper_pid)
+        ? globalThis.Number(object.helper_pid)
+        : 0,
+      bundleDir: isSet(object.bundleDir)
+        ? globalThis.String(object.bundleDir)
+        : isSet(object.bundle_dir)
+        ? globalThis.String(object.bundle_dir)
+        : "",
+    };
+  },
+
+  toJSON(message: ContainerDetail): unknown {
+    const obj: any = {};
+    if (message.summary !== undefined) {
+      obj.summary = ContainerSummary.toJSON(message.summary);
+    }
+    if (message.imageDigest !== "") {
+      obj.imageDigest = message.imageDigest;
+    }
+    if (message.env?.length) {
+      obj.env = message.env;
+    }
+    if (message.cwd !== "") {
+      obj.cwd = message.cwd;
+    }
+    if (message.interactive !== false) {
+      obj.interactive = message.interactive;
+    }
+    if (message.autoRemove !== false) {
+      obj.autoRemove = message.autoRemove;
+    }
+    if (message.cpus !== 0) {
+      obj.cpus = Math.round(message.cpus);
+    }
+    if (message.memoryMib !== 0n) {
+      obj.memoryMib = message.memoryMib.toString();
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    if (message.readOnly !== false) {
+      obj.readOnly = message.readOnly;
+    }
+    if (message.helperPid !== 0) {
+      obj.helperPid = Math.round(message.helperPid);
+    }
+    if (message.bundleDir !== "") {
+      obj.bundleDir = message.bundleDir;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerDetail>): ContainerDetail {
+    return ContainerDetail.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerDetail>): ContainerDetail {
+    const message = createBaseContainerDetail();
+    message.summary = (object.summary !== undefined && object.summary !== null)
+      ? ContainerSummary.fromPartial(object.summary)
+      : undefined;
+    message.imageDigest = object.imageDigest ?? "";
+    message.env = object.env?.map((e) => e) || [];
+    message.cwd = object.cwd ?? "";
+    message.interactive = object.interactive ?? false;
+    message.autoRemove = object.autoRemove ?? false;
+    message.cpus = object.cpus ?? 0;
+    message.memoryMib = (object.memoryMib !== undefined && object.memoryMib !== null) ? BigInt(object.memoryMib) : 0n;
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.readOnly = object.readOnly ?? false;
+    message.helperPid = object.helperPid ?? 0;
+    message.bundleDir = object.bundleDir ?? "";
+    return message;
+  },
+};
+
+function createBaseContainerDetail_LabelsEntry(): ContainerDetail_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ContainerDetail_LabelsEntry: MessageFns<ContainerDetail_LabelsEntry> = {
+  encode(message: ContainerDetail_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerDetail_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerDetail_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerDetail_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ContainerDetail_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerDetail_LabelsEntry>): ContainerDetail_LabelsEntry {
+    return ContainerDetail_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerDetail_LabelsEntry>): ContainerDetail_LabelsEntry {
+    const message = createBaseContainerDetail_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseInspectContainersResponse(): InspectContainersResponse {
+  return { containers: [] };
+}
+
+export const InspectContainersResponse: MessageFns<InspectContainersResponse> = {
+  encode(message: InspectContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      ContainerDetail.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(ContainerDetail.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectContainersResponse {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerDetail.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InspectContainersResponse): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerDetail.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InspectContainersResponse>): InspectContainersResponse {
+    return InspectContainersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InspectContainersResponse>): InspectContainersResponse {
+    const message = createBaseInspectContainersResponse();
+    message.containers = object.containers?.map((e) => ContainerDetail.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePruneContainersRequest(): PruneContainersRequest {
+  return {};
+}
+
+export const PruneContainersRequest: MessageFns<PruneContainersRequest> = {
+  encode(_: PruneContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): PruneContainersRequest {
+    return {};
+  },
+
+  toJSON(_: PruneContainersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<PruneContainersRequest>): PruneContainersRequest {
+    return PruneContainersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<PruneContainersRequest>): PruneContainersRequest {
+    const message = createBasePruneContainersRequest();
+    return message;
+  },
+};
+
+function createBasePruneContainersResponse(): PruneContainersResponse {
+  return { ids: [] };
+}
+
+export const PruneContainersResponse: MessageFns<PruneContainersResponse> = {
+  encode(message: PruneContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PruneContainersResponse {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: PruneContainersResponse): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PruneContainersResponse>): PruneContainersResponse {
+    return PruneContainersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PruneContainersResponse>): PruneContainersResponse {
+    const message = createBasePruneContainersResponse();
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLogsRequest(): LogsRequest {
+  return { id: "", follow: false, tail: 0, boot: false };
+}
+
+export const LogsRequest: MessageFns<LogsRequest> = {
+  encode(message: LogsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.follow !== false) {
+      writer.uint32(16).bool(message.follow);
+    }
+    if (message.tail !== 0) {
+      writer.uint32(24).uint32(message.tail);
+    }
+    if (message.boot !== false) {
+      writer.uint32(32).bool(message.boot);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.follow = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tail = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.boot = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogsRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      follow: isSet(object.follow) ? globalThis.Boolean(object.follow) : false,
+      tail: isSet(object.tail) ? globalThis.Number(object.tail) : 0,
+      boot: isSet(object.boot) ? globalThis.Boolean(object.boot) : false,
+    };
+  },
+
+  toJSON(message: LogsRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.follow !== false) {
+      obj.follow = message.follow;
+    }
+    if (message.tail !== 0) {
+      obj.tail = Math.round(message.tail);
+    }
+    if (message.boot !== false) {
+      obj.boot = message.boot;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogsRequest>): LogsRequest {
+    return LogsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogsRequest>): LogsRequest {
+    const message = createBaseLogsRequest();
+    message.id = object.id ?? "";
+    message.follow = object.follow ?? false;
+    message.tail = object.tail ?? 0;
+    message.boot = object.boot ?? false;
+    return message;
+  },
+};
+
+function createBaseLogsResponse(): LogsResponse {
+  return { stdout: undefined, stderr: undefined };
+}
+
+export const LogsResponse: MessageFns<LogsResponse> = {
+  encode(message: LogsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.stdout !== undefined) {
+      writer.uint32(10).bytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      writer.uint32(18).bytes(message.stderr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LogsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLogsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LogsResponse {
+    return {
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : undefined,
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : undefined,
+    };
+  },
+
+  toJSON(message: LogsResponse): unknown {
+    const obj: any = {};
+    if (message.stdout !== undefined) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LogsResponse>): LogsResponse {
+    return LogsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LogsResponse>): LogsResponse {
+    const message = createBaseLogsResponse();
+    message.stdout = object.stdout ?? undefined;
+    message.stderr = object.stderr ?? undefined;
     return message;
   },
 };
@@ -2123,6 +3384,19 @@ export const ContainerServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Sends `signal`, waits up to `timeout_seconds` for the process to exit,
+     * then kills it; returns once the container is stopped. A created
+     * container that never started is stopped at once.
+     */
+    stopContainer: {
+      name: "StopContainer",
+      requestType: StopContainerRequest as typeof StopContainerRequest,
+      requestStream: false,
+      responseType: StopContainerResponse as typeof StopContainerResponse,
+      responseStream: false,
+      options: {},
+    },
     deleteContainer: {
       name: "DeleteContainer",
       requestType: DeleteContainerRequest as typeof DeleteContainerRequest,
@@ -2137,6 +3411,37 @@ export const ContainerServiceDefinition = {
       requestStream: false,
       responseType: ListContainersResponse as typeof ListContainersResponse,
       responseStream: false,
+      options: {},
+    },
+    /** Full records of the named containers, in the order asked. */
+    inspectContainers: {
+      name: "InspectContainers",
+      requestType: InspectContainersRequest as typeof InspectContainersRequest,
+      requestStream: false,
+      responseType: InspectContainersResponse as typeof InspectContainersResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Removes every stopped container; answers with their ids. */
+    pruneContainers: {
+      name: "PruneContainers",
+      requestType: PruneContainersRequest as typeof PruneContainersRequest,
+      requestStream: false,
+      responseType: PruneContainersResponse as typeof PruneContainersResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * The container's output from its log, which outlives the process; with
+     * `follow`, then new output until the container stops. With `boot`, the
+     * VM's console and vminitd's log instead.
+     */
+    logs: {
+      name: "Logs",
+      requestType: LogsRequest as typeof LogsRequest,
+      requestStream: false,
+      responseType: LogsResponse as typeof LogsResponse,
+      responseStream: true,
       options: {},
     },
     /** The image tar arrives in chunks; the first request names nothing else. */
@@ -2174,6 +3479,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -80,6 +80,11 @@ export interface ProcessSpec {
   cwd: string;
   /** Absolute guest path of the mounted rootfs the process runs in. */
   rootfs: string;
+  /**
+   * Make the rootfs read-only once its mount points (/proc, /dev...) are
+   * in place; like OCI's root.readonly.
+   */
+  readonlyRootfs: boolean;
 }
 
 export interface CreateProcessRequest {
@@ -519,7 +524,7 @@ export const MountResponse: MessageFns<MountResponse> = {
 };
 
 function createBaseProcessSpec(): ProcessSpec {
-  return { args: [], env: [], cwd: "", rootfs: "" };
+  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false };
 }
 
 export const ProcessSpec: MessageFns<ProcessSpec> = {
@@ -535,6 +540,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     }
     if (message.rootfs !== "") {
       writer.uint32(34).string(message.rootfs);
+    }
+    if (message.readonlyRootfs !== false) {
+      writer.uint32(40).bool(message.readonlyRootfs);
     }
     return writer;
   },
@@ -584,6 +592,14 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
             message.rootfs = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.readonlyRootfs = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -602,6 +618,11 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
       env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
       cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
       rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      readonlyRootfs: isSet(object.readonlyRootfs)
+        ? globalThis.Boolean(object.readonlyRootfs)
+        : isSet(object.readonly_rootfs)
+        ? globalThis.Boolean(object.readonly_rootfs)
+        : false,
     };
   },
 
@@ -619,6 +640,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     if (message.rootfs !== "") {
       obj.rootfs = message.rootfs;
     }
+    if (message.readonlyRootfs !== false) {
+      obj.readonlyRootfs = message.readonlyRootfs;
+    }
     return obj;
   },
 
@@ -631,6 +655,7 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     message.env = object.env?.map((e) => e) || [];
     message.cwd = object.cwd ?? "";
     message.rootfs = object.rootfs ?? "";
+    message.readonlyRootfs = object.readonlyRootfs ?? false;
     return message;
   },
 };

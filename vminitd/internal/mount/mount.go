@@ -124,6 +124,12 @@ func IsMountPoint(path string) (bool, error) {
 	return false, nil
 }
 
+// RemountReadOnly makes the mount at target read-only (this mount point only:
+// mounts below it, such as /proc in a rootfs, keep their own flags).
+func RemountReadOnly(target string) error {
+	return unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, "")
+}
+
 // EnsureMounted mounts unless target already is a mount point, creating
 // target when missing.
 func EnsureMounted(source, target, fstype string, o Options) error {

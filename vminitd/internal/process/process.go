@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/container-vm/container/vminitd/internal/errdefs"
+	"github.com/container-vm/container/vminitd/internal/mount"
 )
 
 // Spec is what to run.
@@ -24,6 +25,8 @@ type Spec struct {
 	Env    []string
 	Cwd    string
 	Rootfs string
+	// ReadonlyRootfs remounts the rootfs read-only after it is prepared.
+	ReadonlyRootfs bool
 }
 
 // Ports are the host vsock ports of a process's streams; 0 = /dev/null.
@@ -174,6 +177,11 @@ func (m *Manager) Start(id string) (int, error) {
 	spec := p.spec
 	if err := m.prepare(spec.Rootfs); err != nil {
 		return 0, errdefs.Wrap(errdefs.Internal, err)
+	}
+	if spec.ReadonlyRootfs {
+		if err := mount.RemountReadOnly(spec.Rootfs); err != nil {
+			return 0, errdefs.Internalf("make rootfs %q read-only: %w", spec.Rootfs, err)
+		}
 	}
 	if err := CheckDir(spec.Rootfs, spec.Cwd); err != nil {
 		return 0, err

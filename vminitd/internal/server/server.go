@@ -125,6 +125,8 @@ func (s *Server) CreateProcess(ctx context.Context, req *agentv1.CreateProcessRe
 		Env:    spec.GetEnv(),
 		Cwd:    spec.GetCwd(),
 		Rootfs: spec.GetRootfs(),
+
+		ReadonlyRootfs: spec.GetReadonlyRootfs(),
 	}, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ export interface StateRequest {
 }
 
 export interface StateResponse {
-  /** booting | ready | running | exited | stopped */
+  /** booting | running | exited | stopped */
   state: string;
   helperPid: number;
   vmPids: number[];
@@ -1008,8 +1008,8 @@ export const RuntimeService = {
     responseDeserialize: (value: Buffer): StateResponse => StateResponse.decode(value),
   },
   /**
-   * Resolves once the guest agent answers and the rootfs is mounted, then
-   * starts the container's process.
+   * Hands the container's process to the guest (the bootstrap channel) and
+   * resolves with its pid once it runs.
    */
   start: {
     path: "/container.runtime.v1.Runtime/Start" as const,
@@ -1065,8 +1065,8 @@ export interface RuntimeServer extends UntypedServiceImplementation {
   /** Current state; also how a restarted apiserver finds a live helper again. */
   state: handleUnaryCall<StateRequest, StateResponse>;
   /**
-   * Resolves once the guest agent answers and the rootfs is mounted, then
-   * starts the container's process.
+   * Hands the container's process to the guest (the bootstrap channel) and
+   * resolves with its pid once it runs.
    */
   start: handleUnaryCall<StartRequest, StartResponse>;
   /** stdio both ways; ends with the exit status. First message carries `open`. */
@@ -1096,8 +1096,8 @@ export interface RuntimeClient extends Client {
     callback: (error: ServiceError | null, response: StateResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Resolves once the guest agent answers and the rootfs is mounted, then
-   * starts the container's process.
+   * Hands the container's process to the guest (the bootstrap channel) and
+   * resolves with its pid once it runs.
    */
   start(
     request: StartRequest,

@@ -1,0 +1,176 @@
+// The container lifecycle end to end: create/start, stop, logs, inspect,
+// prune, rm, and the create flags that need a real VM to show.
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestEnv, waitFor, type TestEnv } from "../support/env.js";
+
+let t: TestEnv;
+
+beforeAll(async () => {
+  t = await createTestEnv();
+});
+
+afterAll(async () => {
+  await t?.close();
+});
+
+interface Detail {
+  summary: { id: string; name: string; state: string; exitCode: number };
+  labels: Record<string, string>;
+  readOnly: boolean;
+}
+
+async function inspect(ref: string): Promise<Detail> {
+  const r = await t.cli(["inspect", ref]);
+  expect(r.code).toBe(0);
+  return (JSON.parse(r.stdout) as Detail[])[0]!;
+}
+
+async function state(ref: string): Promise<string> {
+  return (await inspect(ref)).summary.state;
+}
+
+describe("create and start", () => {
+  it("creates without running, then start -a runs and exits with the status", async () => {
+    const created = await t.cli(["create", "--name", "cs1", "demo", "sh", "-c", "echo started; exit 3"]);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/^[0-9a-f]{64}\n$/);
+    expect(await state("cs1")).toBe("created");
+    const started = await t.cli(["start", "-a", "cs1"]);
+    expect(started).toMatchObject({ code: 3, stdout: "started\n" });
+    expect(await inspect("cs1")).toMatchObject({ summary: { state: "stopped", exitCode: 3 } });
+    expect((await t.cli(["rm", "cs1"])).code).toBe(0);
+  });
+
+  it("start without -a returns at once; the container runs on", async () => {
+    await t.cli(["create", "--name", "cs2", "demo", "sleep", "30"]);
+    expect((await t.cli(["start", "cs2"])).code).toBe(0);
+    expect(await state("cs2")).toBe("running");
+    expect((await t.cli(["rm", "-f", "cs2"])).code).toBe(0);
+  });
+
+  it("writes --cidfile, and refuses one that exists before creating anything", async () => {
+    const dir = await mkdtemp(join(t.dir, "cid-"));
+    const cid = join(dir, "cid");
+    const r = await t.cli(["run", "--rm", "--cidfile", cid, "demo", "true"]);
+    expect(r.code).toBe(0);
+    expect(await readFile(cid, "utf8")).toMatch(/^[0-9a-f]{64}$/);
+    const before = (await t.cli(["ls", "-aq"])).stdout;
+    const again = await t.cli(["create", "--cidfile", cid, "demo", "true"]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already exists/);
+    expect((await t.cli(["ls", "-aq"])).stdout).toBe(before);
+    await rm(dir, { recursive: true });
+  });
+});
+
+describe("create flags", () => {
+  it("--env-file, with -e winning", async () => {
+    const file = join(t.dir, "vars.env");
+    await writeFile(file, "# comment\nA=from-file\nB=file-b\n");
+    const r = await t.cli(["run", "--rm", "--env-file", file, "-e", "B=flag-b", "demo", "sh", "-c", 'echo "$A $B"']);
+    expect(r).toMatchObject({ code: 0, stdout: "from-file flag-b\n" });
+  });
+
+  it("--entrypoint replaces the image's entrypoint", async () => {
+    const r = await t.cli(["run", "--rm", "--entrypoint", "/bin/echo", "demo", "via", "entrypoint"]);
+    expect(r).toMatchObject({ code: 0, stdout: "via entrypoint\n" });
+  });
+
+  it("--read-only: a write to the root filesystem fails, /dev/shm still works", async () => {
+    const r = await t.cli(["run", "--rm", "--read-only", "demo", "sh", "-c", "touch /x 2>/dev/null && echo wrote || echo refused; touch /dev/shm/ok && echo shm"]);
+    expect(r).toMatchObject({ code: 0, stdout: "refused\nshm\n" });
+  });
+
+  it("-l labels show in inspect", async () => {
+    await t.cli(["create", "--name", "lab", "-l", "team=core", "-l", "flag", "demo", "true"]);
+    expect((await inspect("lab")).labels).toEqual({ team: "core", flag: "" });
+    await t.cli(["rm", "lab"]);
+  });
+});
+
+describe("names", () => {
+  it("refuses a duplicate name and allows it again after rm", async () => {
+    expect((await t.cli(["create", "--name", "dup", "demo", "true"])).code).toBe(0);
+    const again = await t.cli(["create", "--name", "dup", "demo", "true"]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already in use/);
+    expect((await t.cli(["rm", "dup"])).code).toBe(0);
+    expect((await t.cli(["create", "--name", "dup", "demo", "true"])).code).toBe(0);
+    expect((await t.cli(["rm", "dup"])).code).toBe(0);
+  });
+
+  it("finds a container by a unique id prefix", async () => {
+    const id = (await t.cli(["create", "demo", "true"])).stdout.trim();
+    expect((await inspect(id.slice(0, 8))).summary.id).toBe(id);
+    expect((await t.cli(["rm", id.slice(0, 8)])).code).toBe(0);
+  });
+});
+
+describe("stop, kill and rm", () => {
+  it("stop sends SIGTERM and the container exits 143", async () => {
+    await t.cli(["run", "-d", "--name", "st1", "demo", "sleep", "60"]);
+    const r = await t.cli(["stop", "st1"]);
+    expect(r).toMatchObject({ code: 0, stdout: "st1\n" });
+    expect(await inspect("st1")).toMatchObject({ summary: { state: "stopped", exitCode: 143 } });
+    await t.cli(["rm", "st1"]);
+  });
+
+  it("stop escalates to SIGKILL after the timeout", async () => {
+    await t.cli(["run", "-d", "--name", "st2", "demo", "sh", "-c", 'trap "" TERM; echo ready; while :; do sleep 1; done']);
+    await waitFor(async () => (await t.cli(["logs", "st2"])).stdout.includes("ready"), 60_000, "the trap to be set");
+    const started = Date.now();
+    expect((await t.cli(["stop", "-t", "2", "st2"])).code).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    expect(await inspect("st2")).toMatchObject({ summary: { state: "stopped", exitCode: 137 } });
+    await t.cli(["rm", "st2"]);
+  });
+
+  it("rm refuses a running container without -f, and -f removes it", async () => {
+    await t.cli(["run", "-d", "--name", "rf", "demo", "sleep", "60"]);
+    const refused = await t.cli(["rm", "rf"]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Error: container rf is running/);
+    expect(await state("rf")).toBe("running");
+    expect((await t.cli(["rm", "-f", "rf"])).code).toBe(0);
+    expect((await t.cli(["inspect", "rf"])).code).not.toBe(0);
+  });
+
+  it("kill -a, prune and rm --all", async () => {
+    await t.cli(["run", "-d", "--name", "ka1", "demo", "sleep", "60"]);
+    await t.cli(["run", "-d", "--name", "ka2", "demo", "sleep", "60"]);
+    expect((await t.cli(["kill", "-a"])).code).toBe(0);
+    await waitFor(async () => (await t.cli(["ls", "-q"])).stdout === "", 30_000, "every container to stop");
+    const pruned = await t.cli(["prune"]);
+    expect(pruned.stdout.split("\n").filter(Boolean)).toHaveLength(2);
+    await t.cli(["create", "--name", "left", "demo", "true"]);
+    expect((await t.cli(["rm", "--all"])).code).toBe(0);
+    expect((await t.cli(["ls", "-aq"])).stdout).toBe("");
+  });
+});
+
+describe("logs", () => {
+  it("keeps the output after exit; -n takes the last lines across both streams", async () => {
+    await t.cli(["run", "--name", "lg", "demo", "sh", "-c", "echo one; echo two; echo three >&2"]);
+    expect(await t.cli(["logs", "lg"])).toMatchObject({ code: 0, stdout: "one\ntwo\n", stderr: "three\n" });
+    expect(await t.cli(["logs", "-n", "2", "lg"])).toMatchObject({ stdout: "two\n", stderr: "three\n" });
+    const boot = await t.cli(["logs", "--boot", "lg"]);
+    expect(boot.stdout).toMatch(/reboot: (Restarting|Power down)/);
+    expect(boot.stdout).toMatch(/"msg":"powering off"/);
+    await t.cli(["rm", "lg"]);
+  });
+
+  it("-f follows until the container stops", async () => {
+    await t.cli(["run", "-d", "--name", "lf", "demo", "sh", "-c", "echo a; sleep 2; echo b"]);
+    const r = await t.cli(["logs", "-f", "lf"]);
+    expect(r).toMatchObject({ code: 0, stdout: "a\nb\n" });
+    await t.cli(["rm", "lf"]);
+  });
+
+  it("a missing container is one line and a non-zero exit", async () => {
+    const r = await t.cli(["logs", "nosuch"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^Error: no such container: nosuch\n/);
+  });
+});

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from "commander";
 import { asContainerError } from "../lib/errors/index.js";
 import { registerContainers } from "./commands/containers.js";
+import { registerExec } from "./commands/exec.js";
 import { registerImage } from "./commands/image.js";
 import { registerRun } from "./commands/run.js";
 import { registerSystem } from "./commands/system.js";
@@ -16,6 +17,7 @@ const program = new Command("container")
 
 registerRun(program);
 registerContainers(program);
+registerExec(program);
 registerImage(program);
 registerSystem(program);
 

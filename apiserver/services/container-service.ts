@@ -13,13 +13,20 @@ import { ContainerError } from "../../lib/errors/index.js";
 import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
-import type { AttachRequest as HelperAttachRequest, AttachResponse as HelperAttachResponse } from "../../helpers/runtime/api/gen/runtime.js";
+import type {
+  AttachRequest as HelperAttachRequest,
+  AttachResponse as HelperAttachResponse,
+  ExecRequest as HelperExecRequest,
+  ExecResponse as HelperExecResponse,
+} from "../../helpers/runtime/api/gen/runtime.js";
 import type {
   AttachRequest,
   AttachResponse,
   ContainerConfig,
   ContainerDetail,
   ContainerServiceDefinition,
+  ExecRequest,
+  ExecResponse,
   LogsRequest,
   LogsResponse,
   ImageSummary,
@@ -30,7 +37,7 @@ import { readLogs } from "../containers/logs.js";
 import type { ContainerManager } from "../containers/manager.js";
 import type { ContainerRecord } from "../containers/records.js";
 import type { ContainerDefaults } from "../../lib/config/index.js";
-import { resolveResources, type CreateRequest } from "../containers/spec.js";
+import { mergeEnv, resolveResources, validateEnv, type CreateRequest } from "../containers/spec.js";
 
 export interface ServiceContext {
   version: string;
@@ -200,6 +207,56 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
   stream.on("cancelled", () => helperStream?.cancel());
 }
 
+/**
+ * Exec: the first message names the container and the process; the request
+ * is completed from the container's record (its environment under the
+ * caller's -e, its working directory unless -w) and relayed to the helper,
+ * and everything after it flows through both ways with backpressure.
+ */
+function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, ExecResponse>): void {
+  let helperStream: ClientDuplexStream<HelperExecRequest, HelperExecResponse> | undefined;
+  let opened = false;
+  const queued: HelperExecRequest[] = [];
+  const fail = (err: unknown): void => {
+    helperStream?.cancel();
+    stream.emit("error", toGrpcError(err));
+  };
+  stream.on("data", (req: ExecRequest) => {
+    if (!opened) {
+      opened = true;
+      const start = req.start;
+      if (!start) return fail(new ContainerError("invalidArgument", "exec must first name a container and a command"));
+      ctx.containers.helperFor(start.container).then(({ record, helper }) => {
+        if (record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
+        if (start.args.length === 0) throw new ContainerError("invalidArgument", "no command given", { hint: "container exec CONTAINER COMMAND [ARG...]" });
+        validateEnv(start.env);
+        const cwd = start.workdir || record.cwd;
+        if (!cwd.startsWith("/")) throw new ContainerError("invalidArgument", `the working directory must be absolute, not "${cwd}"`);
+        const hs = helper.client.exec(new Metadata());
+        helperStream = hs;
+        hs.write({ start: { args: start.args, env: mergeEnv(record.env, start.env), cwd, interactive: start.interactive, detach: start.detach } });
+        for (const msg of queued.splice(0)) hs.write(msg);
+        hs.on("data", (res: HelperExecResponse) => {
+          if (!stream.write(res)) {
+            hs.pause();
+            stream.once("drain", () => hs.resume());
+          }
+        });
+        hs.on("end", () => stream.end());
+        hs.on("error", fail);
+      }).catch(fail);
+      return;
+    }
+    const msg: HelperExecRequest = req.stdin !== undefined ? { stdin: req.stdin } : req.closeStdin ? { closeStdin: true } : { signal: req.signal ?? 15 };
+    if (!helperStream) queued.push(msg);
+    else if (!helperStream.write(msg)) {
+      stream.pause();
+      helperStream.once("drain", () => stream.resume());
+    }
+  });
+  stream.on("cancelled", () => helperStream?.cancel());
+}
+
 export function containerService(ctx: ServiceContext): ServerOf<typeof ContainerServiceDefinition> {
   return {
     ping: unary(async () => ({ version: ctx.version, pid: process.pid, accelerator: ctx.accelerator() })),
@@ -213,6 +270,7 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
       return {};
     }),
     attach: (stream) => attach(ctx, stream),
+    exec: (stream) => execRelay(ctx, stream),
     killContainer: unary(async (req) => {
       await ctx.containers.kill(req.id, req.signal || 15);
       return {};

@@ -23,6 +23,8 @@ const ROOTFS_DEVICE = "/dev/vdb";
 const PROCESS_ID = "init";
 /** Host vsock ports the guest dials for the process's stdio. */
 const STDIO_PORTS = { stdin: 2000, stdout: 2001, stderr: 2002 } as const;
+/** Exec n uses host vsock ports EXEC_PORT_BASE + 3n (stdin), +1 (stdout), +2 (stderr). */
+const EXEC_PORT_BASE = 3000;
 /** TCG boots are slow and a loaded 2-core machine slower still. */
 const AGENT_READY_TIMEOUT_MS = 60_000;
 const CLEAN_SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -33,6 +35,22 @@ export interface OutputSink {
   stdout(chunk: Buffer): void;
   stderr(chunk: Buffer): void;
   exit(code: number): void;
+}
+
+export interface ExecSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  interactive: boolean;
+  /** No stdio: the output is discarded and nobody waits. */
+  detach: boolean;
+}
+
+export interface ExecHandle {
+  pid: number;
+  writeStdin(chunk: Buffer): void;
+  closeStdin(): void;
+  kill(signal: number): Promise<void>;
 }
 
 export interface RuntimeContainer {
@@ -48,6 +66,8 @@ export interface RuntimeContainer {
   closeStdin(): void;
   /** Adds an output sink; returns its removal. A sink added after the exit gets the exit at once. */
   attach(sink: OutputSink): () => void;
+  /** Runs another process in the running container; `sink` gets its output and exit status. */
+  exec(spec: ExecSpec, sink: OutputSink): Promise<ExecHandle>;
   /** Stops the VM (cleanly unless forced) and resolves when everything is released. */
   stop(force: boolean): Promise<void>;
   /** Resolves when the VM is gone and the exit is recorded: the helper may end. */
@@ -203,6 +223,70 @@ export async function bootContainer(
   }
 
   let starting: Promise<number> | undefined;
+  let execs = 0;
+
+  async function exec(spec: ExecSpec, sink: OutputSink): Promise<ExecHandle> {
+    if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
+    const client = await agent();
+    const n = execs++;
+    const id = `exec-${n}`;
+    const base = EXEC_PORT_BASE + 3 * n;
+    const ports = {
+      stdin: spec.interactive && !spec.detach ? base : 0,
+      stdout: spec.detach ? 0 : base + 1,
+      stderr: spec.detach ? 0 : base + 2,
+    };
+    const listeners = await Promise.all(Object.values(ports).map((port) => (port ? acceptOne(vm, port) : undefined)));
+    let conns: (Duplex | undefined)[];
+    try {
+      await client.createProcess({
+        id,
+        spec: { args: spec.args, env: spec.env, cwd: spec.cwd, rootfs: GUEST_ROOTFS, readonlyRootfs: config.process.readOnly },
+        stdinPort: ports.stdin,
+        stdoutPort: ports.stdout,
+        stderrPort: ports.stderr,
+      });
+      conns = await Promise.all(listeners.map((l) => l?.conn));
+    } finally {
+      await Promise.all(listeners.map((l) => l?.close()));
+    }
+    const [inConn, outConn, errConn] = conns;
+    inConn?.on("error", () => undefined);
+    const forward = (conn: Duplex | undefined, write: (chunk: Buffer) => void): Promise<void> =>
+      conn
+        ? new Promise((resolve) => {
+            conn.on("data", write);
+            conn.once("close", () => resolve());
+            conn.once("error", () => resolve());
+          })
+        : Promise.resolve();
+    const drained = Promise.all([forward(outConn, (c) => sink.stdout(c)), forward(errConn, (c) => sink.stderr(c))]);
+    let pid: number;
+    try {
+      pid = await client.startProcess(id);
+    } catch (err) {
+      for (const c of conns) c?.destroy();
+      await client.deleteProcess(id).catch(() => undefined);
+      throw err;
+    }
+    void (async () => {
+      let code = 137;
+      try {
+        code = (await client.waitProcess(id)).exitCode;
+        await drained;
+        await client.deleteProcess(id);
+      } catch (err) {
+        logger.debug("exec ended with its container", { id, err });
+      }
+      sink.exit(code);
+    })();
+    return {
+      pid,
+      writeStdin: (chunk) => void inConn?.write(chunk),
+      closeStdin: () => void inConn?.end(),
+      kill: (signal) => client.killProcess(id, signal),
+    };
+  }
 
   /** Waits for the guest's own power-off (it syncs first), then releases the VM. */
   function poweredOff(): Promise<void> {
@@ -279,6 +363,7 @@ export async function bootContainer(
       sinks.add(sink);
       return () => sinks.delete(sink);
     },
+    exec,
     stop,
     done: () => finished.promise,
   };

@@ -1,8 +1,54 @@
 // The Runtime gRPC service: thin handlers over RuntimeContainer.
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { ContainerError } from "../../lib/errors/index.js";
 import { unary } from "../../lib/grpc/index.js";
-import type { AttachRequest, AttachResponse, RuntimeServer } from "./api/gen/runtime.js";
-import type { RuntimeContainer } from "./container.js";
+import { toGrpcError } from "../../lib/grpc/index.js";
+import type { AttachRequest, AttachResponse, ExecRequest, ExecResponse, RuntimeServer } from "./api/gen/runtime.js";
+import type { ExecHandle, RuntimeContainer } from "./container.js";
+
+/** Exec: `start` first; output and the exit status go back; the call ends with the exit (or after `started` when detached). */
+function exec(container: RuntimeContainer, stream: ServerDuplexStream<ExecRequest, ExecResponse>): void {
+  let handle: Promise<ExecHandle> | undefined;
+  let ended = false;
+  const end = (msg?: ExecResponse): void => {
+    if (ended) return;
+    ended = true;
+    if (msg) stream.write(msg);
+    stream.end();
+  };
+  stream.on("data", (req: ExecRequest) => {
+    if (!handle) {
+      if (!req.start) {
+        stream.emit("error", toGrpcError(new ContainerError("invalidArgument", "exec must start with `start`")));
+        return;
+      }
+      const spec = req.start;
+      handle = container.exec(spec, {
+        stdout: (chunk) => !ended && stream.write({ stdout: chunk }),
+        stderr: (chunk) => !ended && stream.write({ stderr: chunk }),
+        exit: (exitCode) => end({ exitCode }),
+      });
+      handle.then(
+        (h) => {
+          if (ended) return;
+          stream.write({ started: h.pid });
+          if (spec.detach) end();
+        },
+        (err: unknown) => {
+          ended = true;
+          stream.emit("error", toGrpcError(err));
+        },
+      );
+      return;
+    }
+    void handle.then((h) => {
+      if (req.stdin) h.writeStdin(Buffer.from(req.stdin));
+      else if (req.closeStdin) h.closeStdin();
+      else if (req.signal) void h.kill(req.signal).catch(() => undefined);
+    }, () => undefined);
+  });
+  stream.on("error", () => undefined);
+}
 
 export function runtimeService(container: RuntimeContainer, helperPid: number): RuntimeServer {
   return {
@@ -26,6 +72,7 @@ export function runtimeService(container: RuntimeContainer, helperPid: number): 
       await container.stop(req.force);
       return {};
     }),
+    exec: (stream: ServerDuplexStream<ExecRequest, ExecResponse>) => exec(container, stream),
     attach: (stream: ServerDuplexStream<AttachRequest, AttachResponse>) => {
       let detach = (): void => undefined;
       stream.on("data", (req: AttachRequest) => {

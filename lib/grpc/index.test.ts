@@ -63,6 +63,7 @@ describe("round trip over a unix socket", () => {
       }),
       start: unary(async () => ({ processPid: 42 })),
       attach: (stream) => stream.end(),
+      exec: (stream) => stream.end(),
       wait: unary(async () => {
         throw new Error("plain failure");
       }),

@@ -174,3 +174,50 @@ describe("logs", () => {
     expect(r.stderr).toMatch(/^Error: no such container: nosuch\n/);
   });
 });
+
+describe("exec", () => {
+  beforeAll(async () => {
+    expect((await t.cli(["run", "-d", "--name", "ex", "-e", "FOO=bar", "-w", "/tmp", "demo", "sleep", "600"])).code).toBe(0);
+  });
+
+  afterAll(async () => {
+    await t.cli(["rm", "-f", "ex"]);
+  });
+
+  it("runs in the container's environment and cwd, keeps streams apart, and exits with the status", async () => {
+    const r = await t.cli(["exec", "ex", "sh", "-c", 'echo "$FOO $(pwd)"; echo err >&2; exit 5']);
+    expect(r).toMatchObject({ code: 5, stdout: "bar /tmp\n", stderr: "err\n" });
+  });
+
+  it("-e and -w override the container's", async () => {
+    const r = await t.cli(["exec", "-e", "FOO=baz", "-w", "/", "ex", "sh", "-c", 'echo "$FOO $(pwd)"']);
+    expect(r).toMatchObject({ code: 0, stdout: "baz /\n" });
+  });
+
+  it("-i pipes stdin", async () => {
+    expect(await t.cli(["exec", "-i", "ex", "cat"], { input: "in\n" })).toMatchObject({ code: 0, stdout: "in\n" });
+  });
+
+  it("-d returns at once and the process runs on", async () => {
+    expect((await t.cli(["exec", "-d", "ex", "sh", "-c", "echo detached > /tmp/d"])).code).toBe(0);
+    await waitFor(async () => (await t.cli(["exec", "ex", "cat", "/tmp/d"])).stdout === "detached\n", 30_000, "the detached process");
+  });
+
+  it("sees the container's own process", async () => {
+    expect((await t.cli(["exec", "ex", "ps"])).stdout).toMatch(/sleep 600/);
+  });
+
+  it("a missing command is 127 with one line", async () => {
+    const r = await t.cli(["exec", "ex", "nosuch"]);
+    expect(r.code).toBe(127);
+    expect(r.stderr).toBe('Error: executable "nosuch" not found in $PATH\n');
+  });
+
+  it("a stopped container is refused", async () => {
+    await t.cli(["run", "--name", "exdone", "demo", "true"]);
+    const r = await t.cli(["exec", "exdone", "true"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^Error: container exdone is not running/);
+    await t.cli(["rm", "exdone"]);
+  });
+});

@@ -211,6 +211,30 @@ export interface ListImagesResponse {
   images: ImageSummary[];
 }
 
+export interface ExecStart {
+  /** id, id prefix or name */
+  container: string;
+  args: string[];
+  env: string[];
+  workdir: string;
+  interactive: boolean;
+  detach: boolean;
+}
+
+export interface ExecRequest {
+  start?: ExecStart | undefined;
+  stdin?: Buffer | undefined;
+  closeStdin?: boolean | undefined;
+  signal?: number | undefined;
+}
+
+export interface ExecResponse {
+  started?: number | undefined;
+  stdout?: Buffer | undefined;
+  stderr?: Buffer | undefined;
+  exitCode?: number | undefined;
+}
+
 function createBasePingRequest(): PingRequest {
   return {};
 }
@@ -3324,6 +3348,399 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
   },
 };
 
+function createBaseExecStart(): ExecStart {
+  return { container: "", args: [], env: [], workdir: "", interactive: false, detach: false };
+}
+
+export const ExecStart: MessageFns<ExecStart> = {
+  encode(message: ExecStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    for (const v of message.args) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.env) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.workdir !== "") {
+      writer.uint32(34).string(message.workdir);
+    }
+    if (message.interactive !== false) {
+      writer.uint32(40).bool(message.interactive);
+    }
+    if (message.detach !== false) {
+      writer.uint32(48).bool(message.detach);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.env.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workdir = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.interactive = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.detach = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecStart {
+    return {
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
+      workdir: isSet(object.workdir) ? globalThis.String(object.workdir) : "",
+      interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
+      detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
+    };
+  },
+
+  toJSON(message: ExecStart): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    if (message.env?.length) {
+      obj.env = message.env;
+    }
+    if (message.workdir !== "") {
+      obj.workdir = message.workdir;
+    }
+    if (message.interactive !== false) {
+      obj.interactive = message.interactive;
+    }
+    if (message.detach !== false) {
+      obj.detach = message.detach;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecStart>): ExecStart {
+    return ExecStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecStart>): ExecStart {
+    const message = createBaseExecStart();
+    message.container = object.container ?? "";
+    message.args = object.args?.map((e) => e) || [];
+    message.env = object.env?.map((e) => e) || [];
+    message.workdir = object.workdir ?? "";
+    message.interactive = object.interactive ?? false;
+    message.detach = object.detach ?? false;
+    return message;
+  },
+};
+
+function createBaseExecRequest(): ExecRequest {
+  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined };
+}
+
+export const ExecRequest: MessageFns<ExecRequest> = {
+  encode(message: ExecRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      ExecStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.stdin !== undefined) {
+      writer.uint32(18).bytes(message.stdin);
+    }
+    if (message.closeStdin !== undefined) {
+      writer.uint32(24).bool(message.closeStdin);
+    }
+    if (message.signal !== undefined) {
+      writer.uint32(32).int32(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = ExecStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdin = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.closeStdin = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.signal = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecRequest {
+    return {
+      start: isSet(object.start) ? ExecStart.fromJSON(object.start) : undefined,
+      stdin: isSet(object.stdin) ? Buffer.from(bytesFromBase64(object.stdin)) : undefined,
+      closeStdin: isSet(object.closeStdin)
+        ? globalThis.Boolean(object.closeStdin)
+        : isSet(object.close_stdin)
+        ? globalThis.Boolean(object.close_stdin)
+        : undefined,
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : undefined,
+    };
+  },
+
+  toJSON(message: ExecRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = ExecStart.toJSON(message.start);
+    }
+    if (message.stdin !== undefined) {
+      obj.stdin = base64FromBytes(message.stdin);
+    }
+    if (message.closeStdin !== undefined) {
+      obj.closeStdin = message.closeStdin;
+    }
+    if (message.signal !== undefined) {
+      obj.signal = Math.round(message.signal);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecRequest>): ExecRequest {
+    return ExecRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecRequest>): ExecRequest {
+    const message = createBaseExecRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? ExecStart.fromPartial(object.start)
+      : undefined;
+    message.stdin = object.stdin ?? undefined;
+    message.closeStdin = object.closeStdin ?? undefined;
+    message.signal = object.signal ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExecResponse(): ExecResponse {
+  return { started: undefined, stdout: undefined, stderr: undefined, exitCode: undefined };
+}
+
+export const ExecResponse: MessageFns<ExecResponse> = {
+  encode(message: ExecResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.started !== undefined) {
+      writer.uint32(8).int32(message.started);
+    }
+    if (message.stdout !== undefined) {
+      writer.uint32(18).bytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      writer.uint32(26).bytes(message.stderr);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(32).int32(message.exitCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.started = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecResponse {
+    return {
+      started: isSet(object.started) ? globalThis.Number(object.started) : undefined,
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : undefined,
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : undefined,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExecResponse): unknown {
+    const obj: any = {};
+    if (message.started !== undefined) {
+      obj.started = Math.round(message.started);
+    }
+    if (message.stdout !== undefined) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecResponse>): ExecResponse {
+    return ExecResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecResponse>): ExecResponse {
+    const message = createBaseExecResponse();
+    message.started = object.started ?? undefined;
+    message.stdout = object.stdout ?? undefined;
+    message.stderr = object.stderr ?? undefined;
+    message.exitCode = object.exitCode ?? undefined;
+    return message;
+  },
+};
+
 export type ContainerServiceDefinition = typeof ContainerServiceDefinition;
 export const ContainerServiceDefinition = {
   name: "ContainerService",
@@ -3373,6 +3790,19 @@ export const ContainerServiceDefinition = {
       requestType: AttachRequest as typeof AttachRequest,
       requestStream: true,
       responseType: AttachResponse as typeof AttachResponse,
+      responseStream: true,
+      options: {},
+    },
+    /**
+     * Runs another process in a running container: the first message is
+     * `start`; then stdin, its EOF and signals flow in; `started`, output and
+     * the exit status flow out. With `detach` the call ends after `started`.
+     */
+    exec: {
+      name: "Exec",
+      requestType: ExecRequest as typeof ExecRequest,
+      requestStream: true,
+      responseType: ExecResponse as typeof ExecResponse,
       responseStream: true,
       options: {},
     },

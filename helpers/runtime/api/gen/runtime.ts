@@ -82,6 +82,31 @@ export interface StopRequest {
 export interface StopResponse {
 }
 
+export interface ExecStart {
+  args: string[];
+  /** KEY=VALUE, merged over the container process's environment. */
+  env: string[];
+  /** Empty: the container process's working directory. */
+  cwd: string;
+  interactive: boolean;
+  detach: boolean;
+}
+
+export interface ExecRequest {
+  start?: ExecStart | undefined;
+  stdin?: Buffer | undefined;
+  closeStdin?: boolean | undefined;
+  signal?: number | undefined;
+}
+
+export interface ExecResponse {
+  /** The process's pid in the guest. */
+  started?: number | undefined;
+  stdout?: Buffer | undefined;
+  stderr?: Buffer | undefined;
+  exitCode?: number | undefined;
+}
+
 function createBaseStateRequest(): StateRequest {
   return {};
 }
@@ -995,6 +1020,383 @@ export const StopResponse: MessageFns<StopResponse> = {
   },
 };
 
+function createBaseExecStart(): ExecStart {
+  return { args: [], env: [], cwd: "", interactive: false, detach: false };
+}
+
+export const ExecStart: MessageFns<ExecStart> = {
+  encode(message: ExecStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.args) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.env) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.cwd !== "") {
+      writer.uint32(26).string(message.cwd);
+    }
+    if (message.interactive !== false) {
+      writer.uint32(32).bool(message.interactive);
+    }
+    if (message.detach !== false) {
+      writer.uint32(40).bool(message.detach);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.args.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.env.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cwd = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.interactive = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.detach = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecStart {
+    return {
+      args: globalThis.Array.isArray(object?.args) ? object.args.map((e: any) => globalThis.String(e)) : [],
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
+      cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
+      interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
+      detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
+    };
+  },
+
+  toJSON(message: ExecStart): unknown {
+    const obj: any = {};
+    if (message.args?.length) {
+      obj.args = message.args;
+    }
+    if (message.env?.length) {
+      obj.env = message.env;
+    }
+    if (message.cwd !== "") {
+      obj.cwd = message.cwd;
+    }
+    if (message.interactive !== false) {
+      obj.interactive = message.interactive;
+    }
+    if (message.detach !== false) {
+      obj.detach = message.detach;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecStart>): ExecStart {
+    return ExecStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecStart>): ExecStart {
+    const message = createBaseExecStart();
+    message.args = object.args?.map((e) => e) || [];
+    message.env = object.env?.map((e) => e) || [];
+    message.cwd = object.cwd ?? "";
+    message.interactive = object.interactive ?? false;
+    message.detach = object.detach ?? false;
+    return message;
+  },
+};
+
+function createBaseExecRequest(): ExecRequest {
+  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined };
+}
+
+export const ExecRequest: MessageFns<ExecRequest> = {
+  encode(message: ExecRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      ExecStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.stdin !== undefined) {
+      writer.uint32(18).bytes(message.stdin);
+    }
+    if (message.closeStdin !== undefined) {
+      writer.uint32(24).bool(message.closeStdin);
+    }
+    if (message.signal !== undefined) {
+      writer.uint32(32).int32(message.signal);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = ExecStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdin = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.closeStdin = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.signal = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecRequest {
+    return {
+      start: isSet(object.start) ? ExecStart.fromJSON(object.start) : undefined,
+      stdin: isSet(object.stdin) ? Buffer.from(bytesFromBase64(object.stdin)) : undefined,
+      closeStdin: isSet(object.closeStdin)
+        ? globalThis.Boolean(object.closeStdin)
+        : isSet(object.close_stdin)
+        ? globalThis.Boolean(object.close_stdin)
+        : undefined,
+      signal: isSet(object.signal) ? globalThis.Number(object.signal) : undefined,
+    };
+  },
+
+  toJSON(message: ExecRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = ExecStart.toJSON(message.start);
+    }
+    if (message.stdin !== undefined) {
+      obj.stdin = base64FromBytes(message.stdin);
+    }
+    if (message.closeStdin !== undefined) {
+      obj.closeStdin = message.closeStdin;
+    }
+    if (message.signal !== undefined) {
+      obj.signal = Math.round(message.signal);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecRequest>): ExecRequest {
+    return ExecRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecRequest>): ExecRequest {
+    const message = createBaseExecRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? ExecStart.fromPartial(object.start)
+      : undefined;
+    message.stdin = object.stdin ?? undefined;
+    message.closeStdin = object.closeStdin ?? undefined;
+    message.signal = object.signal ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExecResponse(): ExecResponse {
+  return { started: undefined, stdout: undefined, stderr: undefined, exitCode: undefined };
+}
+
+export const ExecResponse: MessageFns<ExecResponse> = {
+  encode(message: ExecResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.started !== undefined) {
+      writer.uint32(8).int32(message.started);
+    }
+    if (message.stdout !== undefined) {
+      writer.uint32(18).bytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      writer.uint32(26).bytes(message.stderr);
+    }
+    if (message.exitCode !== undefined) {
+      writer.uint32(32).int32(message.exitCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExecResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExecResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.started = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.stdout = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stderr = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.exitCode = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExecResponse {
+    return {
+      started: isSet(object.started) ? globalThis.Number(object.started) : undefined,
+      stdout: isSet(object.stdout) ? Buffer.from(bytesFromBase64(object.stdout)) : undefined,
+      stderr: isSet(object.stderr) ? Buffer.from(bytesFromBase64(object.stderr)) : undefined,
+      exitCode: isSet(object.exitCode)
+        ? globalThis.Number(object.exitCode)
+        : isSet(object.exit_code)
+        ? globalThis.Number(object.exit_code)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExecResponse): unknown {
+    const obj: any = {};
+    if (message.started !== undefined) {
+      obj.started = Math.round(message.started);
+    }
+    if (message.stdout !== undefined) {
+      obj.stdout = base64FromBytes(message.stdout);
+    }
+    if (message.stderr !== undefined) {
+      obj.stderr = base64FromBytes(message.stderr);
+    }
+    if (message.exitCode !== undefined) {
+      obj.exitCode = Math.round(message.exitCode);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ExecResponse>): ExecResponse {
+    return ExecResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ExecResponse>): ExecResponse {
+    const message = createBaseExecResponse();
+    message.started = object.started ?? undefined;
+    message.stdout = object.stdout ?? undefined;
+    message.stderr = object.stderr ?? undefined;
+    message.exitCode = object.exitCode ?? undefined;
+    return message;
+  },
+};
+
 export type RuntimeService = typeof RuntimeService;
 export const RuntimeService = {
   /** Current state; also how a restarted apiserver finds a live helper again. */
@@ -1049,6 +1451,21 @@ export const RuntimeService = {
     responseSerialize: (value: KillResponse): Buffer => Buffer.from(KillResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): KillResponse => KillResponse.decode(value),
   },
+  /**
+   * Runs another process in the running container. The first message is
+   * `start`; then stdin, its EOF and signals flow in, and `started`, output
+   * and finally the exit status flow out. With `detach` the call ends after
+   * `started` and the process runs on, its output discarded.
+   */
+  exec: {
+    path: "/container.runtime.v1.Runtime/Exec" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ExecRequest): Buffer => Buffer.from(ExecRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExecRequest => ExecRequest.decode(value),
+    responseSerialize: (value: ExecResponse): Buffer => Buffer.from(ExecResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExecResponse => ExecResponse.decode(value),
+  },
   /** Stops the VM (cleanly when `force` is false) and ends the helper. */
   stop: {
     path: "/container.runtime.v1.Runtime/Stop" as const,
@@ -1074,6 +1491,13 @@ export interface RuntimeServer extends UntypedServiceImplementation {
   /** Resolves with the exit status once the process has exited. */
   wait: handleUnaryCall<WaitRequest, WaitResponse>;
   kill: handleUnaryCall<KillRequest, KillResponse>;
+  /**
+   * Runs another process in the running container. The first message is
+   * `start`; then stdin, its EOF and signals flow in, and `started`, output
+   * and finally the exit status flow out. With `detach` the call ends after
+   * `started` and the process runs on, its output discarded.
+   */
+  exec: handleBidiStreamingCall<ExecRequest, ExecResponse>;
   /** Stops the VM (cleanly when `force` is false) and ends the helper. */
   stop: handleUnaryCall<StopRequest, StopResponse>;
 }
@@ -1143,6 +1567,15 @@ export interface RuntimeClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: KillResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Runs another process in the running container. The first message is
+   * `start`; then stdin, its EOF and signals flow in, and `started`, output
+   * and finally the exit status flow out. With `detach` the call ends after
+   * `started` and the process runs on, its output discarded.
+   */
+  exec(): ClientDuplexStream<ExecRequest, ExecResponse>;
+  exec(options: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
+  exec(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecRequest, ExecResponse>;
   /** Stops the VM (cleanly when `force` is false) and ends the helper. */
   stop(request: StopRequest, callback: (error: ServiceError | null, response: StopResponse) => void): ClientUnaryCall;
   stop(

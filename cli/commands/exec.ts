@@ -1,0 +1,86 @@
+// `container exec`: run another process in a running container, relay its
+// stdio and signals, and exit with its status (127 when the command is not in
+// the image, 125 when the runtime failed).
+import type { Command } from "commander";
+import { ContainerError } from "../../lib/errors/index.js";
+import type { ExecRequest } from "../../apiserver/api/gen/apiserver.js";
+import type { CallStream } from "../../lib/grpc/http2-client.js";
+import { connect, explain } from "../client.js";
+import { parseEnv, signalNumber } from "../parse.js";
+import { COMMAND_NOT_FOUND, RUN_FAILED } from "./run.js";
+
+interface ExecOptions {
+  detach?: boolean;
+  interactive?: boolean;
+  env: string[];
+  workdir?: string;
+}
+
+async function exec(container: string, args: string[], opts: ExecOptions): Promise<number> {
+  const client = connect();
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      let code: number | undefined;
+      let stream!: CallStream<ExecRequest>;
+      const write = (out: NodeJS.WriteStream, chunk: Uint8Array): void => {
+        if (!out.write(chunk)) {
+          stream.pause();
+          out.once("drain", () => stream.resume());
+        }
+      };
+      stream = client.stream("exec", {
+        message: (res) => {
+          if (res.stdout) write(process.stdout, res.stdout);
+          else if (res.stderr) write(process.stderr, res.stderr);
+          else if (res.exitCode !== undefined) code = res.exitCode;
+        },
+        end: () => {
+          if (opts.detach) resolve(0);
+          else if (code === undefined) reject(new ContainerError("internal", "the process's output ended without an exit status"));
+          else resolve(code);
+        },
+        error: (err) => {
+          const e = explain(err);
+          reject(Object.assign(e, { exitCode: e.code === "notFound" && !/container/.test(e.message) ? COMMAND_NOT_FOUND : RUN_FAILED }));
+        },
+      });
+      stream.write({
+        start: { container, args, env: parseEnv(opts.env), workdir: opts.workdir ?? "", interactive: Boolean(opts.interactive), detach: Boolean(opts.detach) },
+      });
+      const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
+      process.on("SIGINT", forward);
+      process.on("SIGTERM", forward);
+      if (opts.interactive && !opts.detach) {
+        process.stdin.on("data", (chunk: Buffer) => {
+          if (!stream.write({ stdin: chunk })) {
+            process.stdin.pause();
+            stream.onceDrain(() => process.stdin.resume());
+          }
+        });
+        process.stdin.on("end", () => stream.write({ closeStdin: true }));
+      }
+    });
+  } finally {
+    process.stdin.pause();
+    client.close();
+  }
+}
+
+export function registerExec(program: Command): void {
+  program
+    .command("exec")
+    .description("run a command in a running container")
+    .argument("<container>", "id, id prefix or name")
+    .argument("<command...>", "command and arguments")
+    .option("-d, --detach", "run in the background")
+    .option("-i, --interactive", "keep stdin open and connect it to the process")
+    .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("-w, --workdir <dir>", "working directory inside the container")
+    .passThroughOptions()
+    .action(async (container: string, command: string[], opts: ExecOptions) => {
+      if (opts.detach && opts.interactive) {
+        throw new ContainerError("invalidArgument", "--detach and --interactive cannot be used together");
+      }
+      process.exitCode = await exec(container, command, opts);
+    });
+}

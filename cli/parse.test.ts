@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ContainerError } from "../lib/errors/index.js";
-import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseSignal, signalNumber } from "./parse.js";
+import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseSignal, parseUser, signalNumber } from "./parse.js";
 import { expectContainerError } from "../lib/errors/testing.js";
 
 const invalid = (fn: () => unknown): ContainerError => expectContainerError(fn, "invalidArgument");
@@ -138,4 +138,24 @@ describe("parseLabels", () => {
   it("rejects an empty key", () => {
     expectContainerError(() => parseLabels(["=v"]), "invalidArgument");
   });
+});
+
+describe("parseUser", () => {
+  it.each([
+    [{}, ""],
+    [{ user: "nobody" }, "nobody"],
+    [{ user: "1000:100" }, "1000:100"],
+    [{ uid: "1000" }, "1000"],
+    [{ uid: "1000", gid: "100" }, "1000:100"],
+    [{ user: "nobody", gid: "100" }, "nobody:100"],
+  ])("%j -> %j", (opts, want) => {
+    expect(parseUser(opts)).toBe(want);
+  });
+
+  it.each([[{ user: "a", uid: "1" }], [{ uid: "x" }], [{ gid: "-1" }], [{ user: "a:b", gid: "1" }], [{ user: "a:b:c" }], [{ user: "" }]])(
+    "rejects %j",
+    (opts) => {
+      expectContainerError(() => parseUser(opts), "invalidArgument");
+    },
+  );
 });

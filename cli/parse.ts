@@ -13,6 +13,29 @@ export function parseCpus(value: string): number {
   return n;
 }
 
+/**
+ * The user a process runs as, from `-u name|uid[:group|gid]` and/or
+ * `--uid N` / `--gid N`; "" leaves it to the image.
+ */
+export function parseUser(opts: { user?: string; uid?: string; gid?: string }): string {
+  const numeric = (flag: string, v: string): string => {
+    if (!/^\d+$/.test(v) || Number(v) > 2 ** 31 - 1) throw new ContainerError("invalidArgument", `${flag} must be a number, not "${v}"`);
+    return v;
+  };
+  if (opts.user !== undefined && opts.uid !== undefined) {
+    throw new ContainerError("invalidArgument", "--user and --uid cannot be used together");
+  }
+  if (opts.user !== undefined && (opts.user === "" || /[\s\0]/.test(opts.user) || opts.user.split(":").length > 2)) {
+    throw new ContainerError("invalidArgument", `invalid user "${opts.user}"`, { hint: "use name|uid[:group|gid]" });
+  }
+  let user = opts.uid !== undefined ? numeric("--uid", opts.uid) : (opts.user ?? "");
+  if (opts.gid !== undefined) {
+    if (user.includes(":")) throw new ContainerError("invalidArgument", "--gid cannot be used with a group in --user");
+    user = `${user}:${numeric("--gid", opts.gid)}`;
+  }
+  return user;
+}
+
 /** A whole number of seconds (`stop -t`). */
 export function parseSeconds(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 86_400) {

@@ -133,6 +133,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         args: proc.args,
         env: proc.env,
         cwd: proc.cwd,
+        user: proc.user,
         interactive: request.interactive,
         autoRemove: request.autoRemove,
         cpus: request.cpus,

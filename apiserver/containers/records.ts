@@ -17,6 +17,8 @@ export interface ContainerRecord {
   args: string[];
   env: string[];
   cwd: string;
+  /** Docker's -u form the process runs as ("" or absent: root). */
+  user?: string;
   interactive: boolean;
   autoRemove: boolean;
   cpus: number;

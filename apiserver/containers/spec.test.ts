@@ -18,6 +18,7 @@ function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
     cpus: 1,
     memoryMiB: 1024,
     labels: {},
+    user: "",
     readOnly: false,
     ...overrides,
   };

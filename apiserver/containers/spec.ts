@@ -17,6 +17,8 @@ export interface CreateRequest {
   cpus: number;
   memoryMiB: number;
   labels: Record<string, string>;
+  /** Docker's -u; empty: the image's user. */
+  user: string;
   /** Replaces the image's entrypoint (and drops its cmd, as Docker does); "" clears it. */
   entrypoint?: string;
   readOnly: boolean;
@@ -26,6 +28,8 @@ export interface ProcessSpec {
   args: string[];
   env: string[];
   cwd: string;
+  /** Resolved in the guest against the rootfs's /etc/passwd and /etc/group. */
+  user: string;
 }
 
 /** The built-in VM size (lib/config); the apiserver goes by the loaded config's `[container]` instead. */
@@ -92,5 +96,5 @@ export function buildProcess(request: CreateRequest, image: ImageConfig): Proces
   if (!cwd.startsWith("/")) {
     throw new ContainerError("invalidArgument", `the working directory must be absolute, not "${cwd}"`);
   }
-  return { args, env: mergeEnv(image.env, request.env), cwd };
+  return { args, env: mergeEnv(image.env, request.env), cwd, user: request.user || image.user };
 }

@@ -67,6 +67,7 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
     cpus,
     memoryMiB,
     labels: config.labels,
+    user: config.user,
     ...(config.entrypoint === undefined ? {} : { entrypoint: config.entrypoint }),
     readOnly: config.readOnly,
   };
@@ -98,6 +99,7 @@ function detail(ctx: ServiceContext, r: ContainerRecord): ContainerDetail {
     readOnly: r.readOnly ?? false,
     helperPid: r.helperPid ?? 0,
     bundleDir: ctx.containers.bundleOf(r.id),
+    user: r.user ?? "",
   };
 }
 
@@ -234,7 +236,16 @@ function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, 
         if (!cwd.startsWith("/")) throw new ContainerError("invalidArgument", `the working directory must be absolute, not "${cwd}"`);
         const hs = helper.client.exec(new Metadata());
         helperStream = hs;
-        hs.write({ start: { args: start.args, env: mergeEnv(record.env, start.env), cwd, interactive: start.interactive, detach: start.detach } });
+        hs.write({
+          start: {
+            args: start.args,
+            env: mergeEnv(record.env, start.env),
+            cwd,
+            user: start.user || (record.user ?? ""),
+            interactive: start.interactive,
+            detach: start.detach,
+          },
+        });
         for (const msg of queued.splice(0)) hs.write(msg);
         hs.on("data", (res: HelperExecResponse) => {
           if (!stream.write(res)) {

@@ -6,7 +6,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { ExecRequest } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain } from "../client.js";
-import { parseEnv, signalNumber } from "../parse.js";
+import { parseEnv, parseUser, signalNumber } from "../parse.js";
 import { COMMAND_NOT_FOUND, RUN_FAILED } from "./run.js";
 
 interface ExecOptions {
@@ -14,6 +14,7 @@ interface ExecOptions {
   interactive?: boolean;
   env: string[];
   workdir?: string;
+  user?: string;
 }
 
 async function exec(container: string, args: string[], opts: ExecOptions): Promise<number> {
@@ -45,7 +46,15 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
         },
       });
       stream.write({
-        start: { container, args, env: parseEnv(opts.env), workdir: opts.workdir ?? "", interactive: Boolean(opts.interactive), detach: Boolean(opts.detach) },
+        start: {
+          container,
+          args,
+          env: parseEnv(opts.env),
+          workdir: opts.workdir ?? "",
+          user: parseUser({ user: opts.user }),
+          interactive: Boolean(opts.interactive),
+          detach: Boolean(opts.detach),
+        },
       });
       const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
       process.on("SIGINT", forward);
@@ -76,6 +85,7 @@ export function registerExec(program: Command): void {
     .option("-i, --interactive", "keep stdin open and connect it to the process")
     .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("-w, --workdir <dir>", "working directory inside the container")
+    .option("-u, --user <user>", "run as name|uid[:group|gid]")
     .passThroughOptions()
     .action(async (container: string, command: string[], opts: ExecOptions) => {
       if (opts.detach && opts.interactive) {

@@ -7,7 +7,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
-import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, signalNumber } from "../parse.js";
+import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseUser, signalNumber } from "../parse.js";
 
 export interface CreateOptions {
   rm?: boolean;
@@ -22,6 +22,9 @@ export interface CreateOptions {
   entrypoint?: string;
   readOnly?: boolean;
   cidfile?: string;
+  user?: string;
+  uid?: string;
+  gid?: string;
 }
 
 export interface RunOptions extends CreateOptions {
@@ -58,6 +61,7 @@ export async function containerConfig(image: string, command: string[], opts: Cr
     labels: parseLabels(opts.label),
     ...(opts.entrypoint === undefined ? {} : { entrypoint: opts.entrypoint }),
     readOnly: Boolean(opts.readOnly),
+    user: parseUser(opts),
   };
 }
 
@@ -162,6 +166,9 @@ function withCreateOptions(cmd: Command): Command {
     .option("-l, --label <KEY=VALUE>", "set a label (repeatable)", list, [] as string[])
     .option("--entrypoint <cmd>", "replace the image's entrypoint (\"\" clears it)")
     .option("--read-only", "mount the container's root filesystem read-only")
+    .option("-u, --user <user>", "run as name|uid[:group|gid]")
+    .option("--uid <uid>", "run as this user id")
+    .option("--gid <gid>", "run with this group id")
     .option("--cidfile <file>", "write the container id to a file")
     .passThroughOptions();
 }

@@ -9,6 +9,8 @@ export interface ProcessConfig {
   args: string[];
   env: string[];
   cwd: string;
+  /** Docker's -u form, resolved in the guest. */
+  user: string;
   /** Whether stdin is connected; otherwise the process reads /dev/null. */
   interactive: boolean;
   /** The rootfs is mounted read-only. */

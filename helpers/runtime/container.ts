@@ -41,6 +41,8 @@ export interface ExecSpec {
   args: string[];
   env: string[];
   cwd: string;
+  /** Docker's -u form, resolved in the guest. */
+  user: string;
   interactive: boolean;
   /** No stdio: the output is discarded and nobody waits. */
   detach: boolean;
@@ -198,6 +200,7 @@ export async function bootContainer(
             cwd: config.process.cwd,
             rootfs: GUEST_ROOTFS,
             readonlyRootfs: config.process.readOnly,
+            user: config.process.user,
           },
           stdinPort: inL ? STDIO_PORTS.stdin : 0,
           stdoutPort: STDIO_PORTS.stdout,
@@ -241,7 +244,7 @@ export async function bootContainer(
     try {
       await client.createProcess({
         id,
-        spec: { args: spec.args, env: spec.env, cwd: spec.cwd, rootfs: GUEST_ROOTFS, readonlyRootfs: config.process.readOnly },
+        spec: { args: spec.args, env: spec.env, cwd: spec.cwd, rootfs: GUEST_ROOTFS, readonlyRootfs: config.process.readOnly, user: spec.user },
         stdinPort: ports.stdin,
         stdoutPort: ports.stdout,
         stderrPort: ports.stderr,

@@ -83,6 +83,21 @@ describe("create flags", () => {
     expect(r).toMatchObject({ code: 0, stdout: "refused\nshm\n" });
   });
 
+  it("-u runs as a user of the image, with its HOME", async () => {
+    const r = await t.cli(["run", "--rm", "-u", "nobody", "demo", "sh", "-c", 'id; echo "$HOME"; touch /root/x 2>/dev/null || echo denied']);
+    expect(r).toMatchObject({ code: 0, stdout: "uid=65534(nobody) gid=65534(nogroup)\n/nonexistent\ndenied\n" });
+  });
+
+  it("--uid and --gid take numbers the image need not know", async () => {
+    expect(await t.cli(["run", "--rm", "--uid", "1000", "--gid", "100", "demo", "id"])).toMatchObject({ code: 0, stdout: "uid=1000 gid=100\n" });
+  });
+
+  it("an unknown user is one line and a non-zero exit", async () => {
+    const r = await t.cli(["run", "--rm", "-u", "bob", "demo", "true"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^Error: user "bob" not found in \/etc\/passwd\n/);
+  });
+
   it("-l labels show in inspect", async () => {
     await t.cli(["create", "--name", "lab", "-l", "team=core", "-l", "flag", "demo", "true"]);
     expect((await inspect("lab")).labels).toEqual({ team: "core", flag: "" });
@@ -201,6 +216,10 @@ describe("exec", () => {
   it("-d returns at once and the process runs on", async () => {
     expect((await t.cli(["exec", "-d", "ex", "sh", "-c", "echo detached > /tmp/d"])).code).toBe(0);
     await waitFor(async () => (await t.cli(["exec", "ex", "cat", "/tmp/d"])).stdout === "detached\n", 30_000, "the detached process");
+  });
+
+  it("-u runs the process as another user", async () => {
+    expect(await t.cli(["exec", "-u", "nobody", "ex", "id", "-u"])).toMatchObject({ code: 0, stdout: "65534\n" });
   });
 
   it("sees the container's own process", async () => {

@@ -54,6 +54,8 @@ export interface ContainerConfig {
     | undefined;
   /** The container's root filesystem is mounted read-only. */
   readOnly: boolean;
+  /** Docker's -u: name|uid[:group|gid]; empty means the image's user. */
+  user: string;
 }
 
 export interface ContainerConfig_LabelsEntry {
@@ -131,6 +133,8 @@ export interface ContainerDetail {
   helperPid: number;
   /** Where the container's files live on the host (logs, rootfs). */
   bundleDir: string;
+  /** As given or from the image; empty is root. */
+  user: string;
 }
 
 export interface ContainerDetail_LabelsEntry {
@@ -219,6 +223,8 @@ export interface ExecStart {
   workdir: string;
   interactive: boolean;
   detach: boolean;
+  /** Docker's -u; empty means the container's user. */
+  user: string;
 }
 
 export interface ExecRequest {
@@ -506,6 +512,7 @@ function createBaseContainerConfig(): ContainerConfig {
     labels: {},
     entrypoint: undefined,
     readOnly: false,
+    user: "",
   };
 }
 
@@ -549,6 +556,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.readOnly !== false) {
       writer.uint32(96).bool(message.readOnly);
+    }
+    if (message.user !== "") {
+      writer.uint32(106).string(message.user);
     }
     return writer;
   },
@@ -665,6 +675,14 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.readOnly = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -716,6 +734,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         : isSet(object.read_only)
         ? globalThis.Boolean(object.read_only)
         : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -763,6 +782,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.readOnly !== false) {
       obj.readOnly = message.readOnly;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -791,6 +813,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     );
     message.entrypoint = object.entrypoint ?? undefined;
     message.readOnly = object.readOnly ?? false;
+    message.user = object.user ?? "";
     return message;
   },
 };
@@ -1736,6 +1759,7 @@ function createBaseContainerDetail(): ContainerDetail {
     readOnly: false,
     helperPid: 0,
     bundleDir: "",
+    user: "",
   };
 }
 
@@ -1779,6 +1803,9 @@ export const ContainerDetail: MessageFns<ContainerDetail> = {
     }
     if (message.bundleDir !== "") {
       writer.uint32(98).string(message.bundleDir);
+    }
+    if (message.user !== "") {
+      writer.uint32(106).string(message.user);
     }
     return writer;
   },
@@ -1895,6 +1922,14 @@ export const ContainerDetail: MessageFns<ContainerDetail> = {
             message.bundleDir = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1958,6 +1993,7 @@ export const ContainerDetail: MessageFns<ContainerDetail> = {
         : isSet(object.bundle_dir)
         ? globalThis.String(object.bundle_dir)
         : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -2005,6 +2041,9 @@ export const ContainerDetail: MessageFns<ContainerDetail> = {
     if (message.bundleDir !== "") {
       obj.bundleDir = message.bundleDir;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -2035,6 +2074,7 @@ export const ContainerDetail: MessageFns<ContainerDetail> = {
     message.readOnly = object.readOnly ?? false;
     message.helperPid = object.helperPid ?? 0;
     message.bundleDir = object.bundleDir ?? "";
+    message.user = object.user ?? "";
     return message;
   },
 };
@@ -3349,7 +3389,7 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
 };
 
 function createBaseExecStart(): ExecStart {
-  return { container: "", args: [], env: [], workdir: "", interactive: false, detach: false };
+  return { container: "", args: [], env: [], workdir: "", interactive: false, detach: false, user: "" };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -3371,6 +3411,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.detach !== false) {
       writer.uint32(48).bool(message.detach);
+    }
+    if (message.user !== "") {
+      writer.uint32(58).string(message.user);
     }
     return writer;
   },
@@ -3436,6 +3479,14 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.detach = reader.bool();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3456,6 +3507,7 @@ export const ExecStart: MessageFns<ExecStart> = {
       workdir: isSet(object.workdir) ? globalThis.String(object.workdir) : "",
       interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
       detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -3479,6 +3531,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.detach !== false) {
       obj.detach = message.detach;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -3493,6 +3548,7 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.workdir = object.workdir ?? "";
     message.interactive = object.interactive ?? false;
     message.detach = object.detach ?? false;
+    message.user = object.user ?? "";
     return message;
   },
 };

@@ -85,6 +85,12 @@ export interface ProcessSpec {
    * in place; like OCI's root.readonly.
    */
   readonlyRootfs: boolean;
+  /**
+   * Who the process runs as, Docker's `-u` forms: "", name, uid, name:group,
+   * uid:gid... resolved against the rootfs's /etc/passwd and /etc/group
+   * ("" is root). HOME and PATH are filled in when env lacks them.
+   */
+  user: string;
 }
 
 export interface CreateProcessRequest {
@@ -524,7 +530,7 @@ export const MountResponse: MessageFns<MountResponse> = {
 };
 
 function createBaseProcessSpec(): ProcessSpec {
-  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false };
+  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false, user: "" };
 }
 
 export const ProcessSpec: MessageFns<ProcessSpec> = {
@@ -543,6 +549,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     }
     if (message.readonlyRootfs !== false) {
       writer.uint32(40).bool(message.readonlyRootfs);
+    }
+    if (message.user !== "") {
+      writer.uint32(50).string(message.user);
     }
     return writer;
   },
@@ -600,6 +609,14 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
             message.readonlyRootfs = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -623,6 +640,7 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
         : isSet(object.readonly_rootfs)
         ? globalThis.Boolean(object.readonly_rootfs)
         : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -643,6 +661,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     if (message.readonlyRootfs !== false) {
       obj.readonlyRootfs = message.readonlyRootfs;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -656,6 +677,7 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     message.cwd = object.cwd ?? "";
     message.rootfs = object.rootfs ?? "";
     message.readonlyRootfs = object.readonlyRootfs ?? false;
+    message.user = object.user ?? "";
     return message;
   },
 };

@@ -255,8 +255,12 @@ type ProcessSpec struct {
 	// Make the rootfs read-only once its mount points (/proc, /dev...) are
 	// in place; like OCI's root.readonly.
 	ReadonlyRootfs bool `protobuf:"varint,5,opt,name=readonly_rootfs,json=readonlyRootfs,proto3" json:"readonly_rootfs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Who the process runs as, Docker's `-u` forms: "", name, uid, name:group,
+	// uid:gid... resolved against the rootfs's /etc/passwd and /etc/group
+	// ("" is root). HOME and PATH are filled in when env lacks them.
+	User          string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProcessSpec) Reset() {
@@ -322,6 +326,13 @@ func (x *ProcessSpec) GetReadonlyRootfs() bool {
 		return x.ReadonlyRootfs
 	}
 	return false
+}
+
+func (x *ProcessSpec) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
 }
 
 type CreateProcessRequest struct {
@@ -1186,13 +1197,14 @@ const file_agent_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
 	"\x06fstype\x18\x03 \x01(\tR\x06fstype\x12\x18\n" +
 	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x0f\n" +
-	"\rMountResponse\"\x86\x01\n" +
+	"\rMountResponse\"\x9a\x01\n" +
 	"\vProcessSpec\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
 	"\x03cwd\x18\x03 \x01(\tR\x03cwd\x12\x16\n" +
 	"\x06rootfs\x18\x04 \x01(\tR\x06rootfs\x12'\n" +
-	"\x0freadonly_rootfs\x18\x05 \x01(\bR\x0ereadonlyRootfs\"\xbc\x01\n" +
+	"\x0freadonly_rootfs\x18\x05 \x01(\bR\x0ereadonlyRootfs\x12\x12\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\"\xbc\x01\n" +
 	"\x14CreateProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1f.container.agent.v1.ProcessSpecR\x04spec\x12\x1d\n" +

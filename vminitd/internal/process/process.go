@@ -17,6 +17,7 @@ import (
 
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
+	"github.com/container-vm/container/vminitd/internal/user"
 )
 
 // Spec is what to run.
@@ -27,6 +28,8 @@ type Spec struct {
 	Rootfs string
 	// ReadonlyRootfs remounts the rootfs read-only after it is prepared.
 	ReadonlyRootfs bool
+	// User is Docker's -u spec, resolved in the rootfs (user.Resolve).
+	User string
 }
 
 // Ports are the host vsock ports of a process's streams; 0 = /dev/null.
@@ -186,6 +189,11 @@ func (m *Manager) Start(id string) (int, error) {
 	if err := CheckDir(spec.Rootfs, spec.Cwd); err != nil {
 		return 0, err
 	}
+	ident, err := user.Resolve(spec.Rootfs, spec.User)
+	if err != nil {
+		return 0, err
+	}
+	spec.Env = user.DefaultEnv(spec.Env, ident, false)
 	argv0, err := LookPath(spec.Rootfs, spec.Cwd, spec.Args[0], spec.Env)
 	if err != nil {
 		return 0, err
@@ -233,8 +241,9 @@ func (m *Manager) Start(id string) (int, error) {
 		// Fd() also puts the child ends back into blocking mode.
 		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()},
 		Sys: &syscall.SysProcAttr{
-			Chroot: spec.Rootfs,
-			Setsid: true,
+			Chroot:     spec.Rootfs,
+			Setsid:     true,
+			Credential: credential(ident),
 		},
 	}
 	pid, err := m.reaper.Start(func() (int, error) {
@@ -261,6 +270,18 @@ func (m *Manager) Start(id string) (int, error) {
 	go p.finish(outputs)
 	m.log.Debug("process started", "id", id, "pid", pid, "args", spec.Args)
 	return pid, nil
+}
+
+// credential is what the child switches to after chroot; every group the
+// identity is in, the primary first.
+func credential(id user.Identity) *syscall.Credential {
+	groups := make([]uint32, 0, len(id.Groups))
+	for _, g := range id.Groups {
+		if g != id.GID {
+			groups = append(groups, g)
+		}
+	}
+	return &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: groups}
 }
 
 // forkExecError gives a failed start its code.

@@ -127,6 +127,7 @@ func (s *Server) CreateProcess(ctx context.Context, req *agentv1.CreateProcessRe
 		Rootfs: spec.GetRootfs(),
 
 		ReadonlyRootfs: spec.GetReadonlyRootfs(),
+		User:           spec.GetUser(),
 	}, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
 	if err != nil {
 		return nil, err

@@ -84,12 +84,14 @@ export interface StopResponse {
 
 export interface ExecStart {
   args: string[];
-  /** KEY=VALUE, merged over the container process's environment. */
+  /** KEY=VALUE, the whole environment. */
   env: string[];
-  /** Empty: the container process's working directory. */
+  /** Absolute, inside the rootfs. */
   cwd: string;
   interactive: boolean;
   detach: boolean;
+  /** Docker's -u form, resolved in the guest. */
+  user: string;
 }
 
 export interface ExecRequest {
@@ -1021,7 +1023,7 @@ export const StopResponse: MessageFns<StopResponse> = {
 };
 
 function createBaseExecStart(): ExecStart {
-  return { args: [], env: [], cwd: "", interactive: false, detach: false };
+  return { args: [], env: [], cwd: "", interactive: false, detach: false, user: "" };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -1040,6 +1042,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.detach !== false) {
       writer.uint32(40).bool(message.detach);
+    }
+    if (message.user !== "") {
+      writer.uint32(50).string(message.user);
     }
     return writer;
   },
@@ -1097,6 +1102,14 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.detach = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1116,6 +1129,7 @@ export const ExecStart: MessageFns<ExecStart> = {
       cwd: isSet(object.cwd) ? globalThis.String(object.cwd) : "",
       interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
       detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
     };
   },
 
@@ -1136,6 +1150,9 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.detach !== false) {
       obj.detach = message.detach;
     }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
     return obj;
   },
 
@@ -1149,6 +1166,7 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.cwd = object.cwd ?? "";
     message.interactive = object.interactive ?? false;
     message.detach = object.detach ?? false;
+    message.user = object.user ?? "";
     return message;
   },
 };

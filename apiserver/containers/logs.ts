@@ -3,8 +3,8 @@
 // kept after the exit) or, for `--boot`, the VM console (boot.log) followed by
 // vminitd's log. `tail` counts lines; `follow` polls the files, because the
 // writer is another process and fs.watch is not reliable on every filesystem.
-import { open } from "node:fs/promises";
 import { join } from "node:path";
+import { readFrom, sleep } from "../../lib/fs/read.js";
 import { BOOT_LOG_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE } from "../../helpers/runtime/config.js";
 
 export interface LogChunk {
@@ -22,25 +22,6 @@ export interface LogsOptions {
   running: () => boolean;
   signal?: AbortSignal;
   pollMs?: number;
-}
-
-/** Reads a file from `offset`; a missing file reads as empty. */
-async function readFrom(path: string, offset: number): Promise<Buffer> {
-  let file;
-  try {
-    file = await open(path, "r");
-  } catch {
-    return Buffer.alloc(0);
-  }
-  try {
-    const { size } = await file.stat();
-    if (size <= offset) return Buffer.alloc(0);
-    const buf = Buffer.alloc(size - offset);
-    const { bytesRead } = await file.read(buf, 0, buf.length, offset);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await file.close();
-  }
 }
 
 /** Decodes whole stdio.log lines; returns the chunks and how many bytes were used. */
@@ -92,15 +73,6 @@ export function tailLines(chunks: LogChunk[], lines: number): LogChunk[] {
   }
   return pieces.slice(i);
 }
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 
 export async function* readLogs(options: LogsOptions): AsyncGenerator<LogChunk> {
   const pollMs = options.pollMs ?? 100;

@@ -6,7 +6,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
-import { dataDir, runtimeDir } from "../../lib/paths/index.js";
+import { readFrom, sleep } from "../../lib/fs/read.js";
+import { dataDir, repoRoot, runtimeDir } from "../../lib/paths/index.js";
+import { parseCount } from "../parse.js";
+import { renderJson, renderTable } from "../render/table.js";
 import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
 import { connect, explain, request } from "../client.js";
 
@@ -69,6 +72,24 @@ export async function systemStart(): Promise<PingResponse> {
   throw new ContainerError("unavailable", `the apiserver did not start${why ? `: ${why}` : ""}`, { hint: `see ${logPath}` });
 }
 
+/** `system logs`: the apiserver's log (JSON lines), the last `tail` lines, then new ones with `follow` until Ctrl-C. */
+async function systemLogs(tail: number, follow: boolean): Promise<void> {
+  const path = join(dataDir(), "apiserver.log");
+  const first = await readFrom(path, 0);
+  const lines = first.toString("utf8").split(/(?<=\n)/);
+  process.stdout.write((tail > 0 ? lines.slice(-tail) : lines).join(""));
+  if (!follow) return;
+  const stop = new AbortController();
+  process.once("SIGINT", () => stop.abort());
+  let offset = first.length;
+  while (!stop.signal.aborted) {
+    await sleep(200, stop.signal);
+    const more = await readFrom(path, offset);
+    offset += more.length;
+    process.stdout.write(more);
+  }
+}
+
 async function systemStop(): Promise<boolean> {
   const pidText = await readFile(join(runtimeDir(), "apiserver.pid"), "utf8").catch(() => "");
   const pid = Number(pidText.trim());
@@ -112,6 +133,36 @@ export function registerSystem(program: Command): void {
         return;
       }
       process.stdout.write(`apiserver is running (pid ${pong.pid}, version ${pong.version}, accelerator ${pong.accelerator})\n`);
+    });
+  system
+    .command("logs")
+    .description("show the apiserver's log")
+    .option("-f, --follow", "keep printing new lines until Ctrl-C")
+    .option("-n, --tail <lines>", "only the last N lines")
+    .action(async (opts: { follow?: boolean; tail?: string }) => {
+      await systemLogs(opts.tail === undefined ? 0 : parseCount(opts.tail), Boolean(opts.follow));
+    });
+  system
+    .command("version")
+    .description("show the versions of the CLI and the apiserver")
+    .option("--format <format>", "json or table", "table")
+    .action(async (opts: { format: string }) => {
+      if (opts.format !== "json" && opts.format !== "table") {
+        throw new ContainerError("invalidArgument", `unknown format "${opts.format}"`, { hint: "use json or table" });
+      }
+      const pkg = JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")) as { version: string };
+      const pong = await ping();
+      const info = {
+        client: { version: pkg.version, platform: `${process.platform}/${process.arch}` },
+        apiserver: pong ? { version: pong.version, pid: pong.pid, accelerator: pong.accelerator } : null,
+      };
+      if (opts.format === "json") {
+        process.stdout.write(renderJson(info));
+        return;
+      }
+      const rows = [["client", info.client.version, info.client.platform]];
+      rows.push(pong ? ["apiserver", pong.version, `pid ${pong.pid}, accelerator ${pong.accelerator}`] : ["apiserver", "-", "not running"]);
+      process.stdout.write(renderTable(["COMPONENT", "VERSION", "DETAILS"], rows));
     });
   system
     .command("property")

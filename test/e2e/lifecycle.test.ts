@@ -240,3 +240,20 @@ describe("exec", () => {
     await t.cli(["rm", "exdone"]);
   });
 });
+
+describe("system", () => {
+  it("version reports the CLI and the running apiserver", async () => {
+    const r = await t.cli(["system", "version", "--format", "json"]);
+    const v = JSON.parse(r.stdout) as { client: { version: string }; apiserver: { version: string; pid: number } | null };
+    expect(v.apiserver?.version).toBe(v.client.version);
+    expect(v.apiserver?.pid).toBeGreaterThan(0);
+  });
+
+  it("logs -n prints the last lines of the apiserver's log", async () => {
+    const r = await t.cli(["system", "logs", "-n", "1"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ component: "apiserver" });
+  });
+});

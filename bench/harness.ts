@@ -75,7 +75,10 @@ export async function pair(options: PairOptions): Promise<PairResult> {
 export function markdownTable(results: PairResult[]): string {
   const fmt = (s: Stats): string => `${s.median.toFixed(0)} (±${s.mad.toFixed(0)}, ${s.min.toFixed(0)}–${s.max.toFixed(0)})`;
   const rows = results.map(
-    (r) => `| ${r.name} | ${fmt(r.ours)} | ${r.floorName}: ${fmt(r.floor)} | ${r.ratio.toFixed(2)} | ${r.goal ?? ""} |`,
+    (r) => {
+      const unit = r.unit === "ms" ? "" : ` ${r.unit}`;
+      return `| ${r.name} | ${fmt(r.ours)}${unit} | ${r.floorName}: ${fmt(r.floor)}${unit} | ${r.ratio.toFixed(2)} | ${r.goal ?? ""} |`;
+    },
   );
   return [
     "| benchmark | ours, median (±MAD, min–max) | floor or peer, median (±MAD, min–max) | ratio | goal |",

@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { repoRoot } from "../lib/paths/index.js";
 import { createTestEnv } from "../test/support/env.js";
 import { coldStart } from "./cold-start.js";
+import { concurrentStarts } from "./concurrency.js";
+import { idleMemory } from "./memory.js";
 import { markdownTable, type PairResult } from "./harness.js";
 
 const iterations = Number(process.env.BENCH_ITERATIONS ?? 10);
@@ -27,10 +29,12 @@ async function main(): Promise<void> {
     const accelerator = /accelerator (\w+)/.exec(status.stdout)?.[1] ?? "tcg";
     const imageRootfs = await demoRootfs(join(env.dir, "data"));
     results.push(await coldStart({ env, accelerator, imageRootfs, iterations }));
+    results.push(await concurrentStarts(env, Math.max(1, Math.round(iterations / 4))));
+    results.push(...(await idleMemory(env, imageRootfs, accelerator)));
     const root = repoRoot();
     const meta = { date: new Date().toISOString(), iterations, accelerator, host: `${process.platform}/${process.arch}` };
     await writeFile(join(root, "bench", "results.json"), JSON.stringify({ ...meta, results }, null, 2) + "\n");
-    const md = `# Benchmarks\n\n${meta.date}, ${meta.host}, accelerator ${accelerator}, ${iterations} iterations each, times in ms.\n\n${markdownTable(results)}\n`;
+    const md = `# Benchmarks\n\n${meta.date}, ${meta.host}, accelerator ${accelerator}, ${iterations} iterations of the cold start, times in ms unless a row says otherwise.\n\n${markdownTable(results)}\n`;
     await writeFile(join(root, "bench", "results.md"), md);
     process.stdout.write(md);
   } finally {

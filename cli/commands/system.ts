@@ -48,6 +48,22 @@ async function lastLogLine(path: string): Promise<string> {
   }
 }
 
+/** Spawns the apiserver detached (its own session), logging to `logPath`; resolves with a check of whether it has exited. */
+async function startDetached(logPath: string): Promise<{ exited: () => boolean; kill: () => void }> {
+  const log = await open(logPath, "a", 0o600);
+  const child = spawn(process.execPath, [APISERVER_MAIN], { detached: true, stdio: ["ignore", log.fd, log.fd] });
+  await log.close();
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  child.unref();
+  return { exited: () => exited, kill: () => void child.kill("SIGKILL") };
+}
+
+/**
+ * Starts the apiserver under this host's service manager (cli/service):
+ * launchd on macOS, a systemd user unit where one runs, else a detached
+ * daemon; then waits until it answers.
+ */
 export async function systemStart(): Promise<PingResponse> {
   const running = await ping();
   if (running) return running;
@@ -55,20 +71,23 @@ export async function systemStart(): Promise<PingResponse> {
   await (await import("../../lib/config/index.js")).loadConfig();
   const logPath = join(dataDir(), "apiserver.log");
   await mkdir(dataDir(), { recursive: true, mode: 0o700 });
-  const log = await open(logPath, "a", 0o600);
-  const child = spawn(process.execPath, [APISERVER_MAIN], { detached: true, stdio: ["ignore", log.fd, log.fd] });
-  await log.close();
-  let exited = false;
-  child.once("exit", () => (exited = true));
-  child.unref();
+  const service = await import("../service/index.js");
+  const kind = service.serviceKind();
+  let daemon: { exited: () => boolean; kill: () => void } | undefined;
+  if (kind === "detached") daemon = await startDetached(logPath);
+  else {
+    const spec = { node: process.execPath, main: APISERVER_MAIN, env: service.serviceEnv(), logPath };
+    if (kind === "systemd") await (await import("../service/systemd.js")).startSystemdUnit(spec);
+    else await (await import("../service/launchd.js")).startLaunchdAgent(spec);
+  }
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && !exited) {
+  while (Date.now() < deadline && !daemon?.exited()) {
     const pong = await ping(500);
     if (pong) return pong;
     await new Promise((r) => setTimeout(r, 50));
   }
   const why = await lastLogLine(logPath);
-  if (!exited) child.kill("SIGKILL");
+  if (daemon && !daemon.exited()) daemon.kill();
   throw new ContainerError("unavailable", `the apiserver did not start${why ? `: ${why}` : ""}`, { hint: `see ${logPath}` });
 }
 
@@ -104,6 +123,8 @@ async function systemStop(): Promise<boolean> {
   while (Date.now() < deadline && ((pid > 0 && pidAlive(pid)) || (await ping(200)))) {
     await new Promise((r) => setTimeout(r, 50));
   }
+  const service = await import("../service/index.js");
+  if (service.serviceKind() === "launchd") await (await import("../service/launchd.js")).stopLaunchdAgent();
   return true;
 }
 

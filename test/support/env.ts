@@ -54,6 +54,8 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     CONTAINER_RUNTIME_DIR: join(dir, "run"),
     // Built-in defaults, whatever the developer's own config.toml says.
     CONTAINER_CONFIG: "/dev/null",
+    // A daemon of the test's own, never a systemd unit or launchd agent.
+    CONTAINER_SERVICE: "detached",
   };
   const cli: TestEnv["cli"] = (args, opts = {}) =>
     new Promise((resolve, reject) => {

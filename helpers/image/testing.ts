@@ -20,11 +20,70 @@ export interface TarEntry {
   mtime?: Date;
   devmajor?: number;
   devminor?: number;
+  /**
+   * PAX records written raw (binary-safe) in a header before the entry, e.g.
+   * `SCHILY.xattr.security.capability`; `path` and `linkpath` are added from
+   * name and linkname.
+   */
+  paxRecords?: Record<string, string | Buffer>;
 }
 
 const EPOCH = new Date("2024-01-01T00:00:00Z");
+/** The end-of-archive marker tar-stream's pack writes. */
+const END_OF_TAR = 1024;
 
 export async function makeTar(entries: TarEntry[]): Promise<Buffer> {
+  // tar-stream cannot write binary PAX values, so entries with paxRecords get
+  // a hand-made PAX header and a placeholder name, between packed runs.
+  const parts: Buffer[] = [];
+  let run: TarEntry[] = [];
+  const flush = async (): Promise<void> => {
+    if (run.length > 0) parts.push((await packEntries(run)).subarray(0, -END_OF_TAR));
+    run = [];
+  };
+  for (const e of entries) {
+    if (e.paxRecords === undefined) {
+      run.push(e);
+      continue;
+    }
+    await flush();
+    const records = { path: e.name, ...(e.linkname ? { linkpath: e.linkname } : {}), ...e.paxRecords };
+    parts.push(paxHeader(records));
+    const placeholder = e.type === "directory" ? "pax-entry/" : "pax-entry";
+    parts.push((await packEntries([{ ...e, name: placeholder, ...(e.linkname ? { linkname: "pax-link" } : {}) }])).subarray(0, -END_OF_TAR));
+  }
+  await flush();
+  parts.push(Buffer.alloc(END_OF_TAR));
+  return Buffer.concat(parts);
+}
+
+/** A PAX extended header ('x') and its records, padded to whole blocks. */
+export function paxHeader(records: Record<string, string | Buffer>): Buffer {
+  const body = Buffer.concat(
+    Object.entries(records).map(([key, value]) => {
+      const rest = Buffer.concat([Buffer.from(` ${key}=`), Buffer.from(value), Buffer.from("\n")]);
+      let length = rest.length + 1;
+      while (String(length).length + rest.length !== length) length = String(length).length + rest.length;
+      return Buffer.concat([Buffer.from(String(length)), rest]);
+    }),
+  );
+  const header = Buffer.alloc(512);
+  header.write("PaxHeader", 0);
+  header.write("0000644\0", 100);
+  header.write("0000000\0", 108);
+  header.write("0000000\0", 116);
+  header.write(`${body.length.toString(8).padStart(11, "0")}\0`, 124);
+  header.write("00000000000\0", 136);
+  header.write("x", 156);
+  header.write("ustar\0" + "00", 257);
+  header.fill(" ", 148, 156);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
+  return Buffer.concat([header, body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
+}
+
+async function packEntries(entries: TarEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const collected = (async () => {

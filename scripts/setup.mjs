@@ -15,11 +15,12 @@ const step = (msg) => console.log(`==> ${msg}`);
 const started = Date.now();
 
 // Debian packages: QEMU, the kernel source and compilers, the image tools the
-// tests use as independent peers (skopeo, umoci, docker-registry), e2fsprogs.
+// tests use as independent peers (skopeo, umoci, docker-registry, and
+// apache2-utils for the registry's bcrypt htpasswd file), e2fsprogs.
 const PACKAGES = [
   "qemu-system-x86", "qemu-system-arm", "qemu-utils", "linux-source-6.1", "build-essential", "flex", "bison", "bc",
   "libelf-dev", "libssl-dev", "gcc-aarch64-linux-gnu", "skopeo", "umoci", "busybox-static", "docker-registry",
-  "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux",
+  "apache2-utils", "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux",
 ];
 const VHOST_DEVICE_VSOCK_VERSION = "0.3.0";
 

@@ -32,7 +32,8 @@ export interface ManagerOptions {
 
 export interface ContainerManager {
   create(request: CreateRequest): Promise<ContainerRecord>;
-  start(ref: string): Promise<void>;
+  /** Starts a created container; `size` is its terminal's (with a terminal). */
+  start(ref: string, size?: { rows: number; cols: number }): Promise<void>;
   /** The helper serving a container's stdio; fails unless it runs or is about to. */
   helperFor(ref: string): Promise<{ record: ContainerRecord; helper: HelperHandle }>;
   kill(ref: string, signal: number): Promise<void>;
@@ -135,6 +136,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         cwd: proc.cwd,
         user: proc.user,
         interactive: request.interactive,
+        tty: request.tty,
         autoRemove: request.autoRemove,
         cpus: request.cpus,
         memoryMiB: request.memoryMiB,
@@ -155,7 +157,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           runDir,
           accelerator: await options.accelerator(),
           autoRemove: request.autoRemove,
-          process: { ...proc, interactive: request.interactive, readOnly: request.readOnly },
+          process: { ...proc, interactive: request.interactive, readOnly: request.readOnly, terminal: request.tty },
           vm: {
             id: id.slice(0, 12),
             arch: options.assets.arch,
@@ -190,14 +192,14 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       }
     },
 
-    async start(ref) {
+    async start(ref, size) {
       const record = lookup(ref);
       const helper = helpers.get(record.id);
       if (record.state !== "created" || !helper) {
         throw new ContainerError("invalidState", `container ${record.name} is ${record.state}; only a created container can start`);
       }
       await update(record, { state: "running" });
-      await call(helper.client.start, helper.client, {}, new Metadata());
+      await call(helper.client.start, helper.client, { size }, new Metadata());
     },
 
     async helperFor(ref) {

@@ -20,6 +20,8 @@ export interface ContainerRecord {
   /** Docker's -u form the process runs as ("" or absent: root). */
   user?: string;
   interactive: boolean;
+  /** A terminal (-t); absent in records older than the flag. */
+  tty?: boolean;
   autoRemove: boolean;
   cpus: number;
   memoryMiB: number;

@@ -20,6 +20,7 @@ function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
     labels: {},
     user: "",
     readOnly: false,
+    tty: false,
     ...overrides,
   };
 }

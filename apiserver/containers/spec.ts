@@ -22,6 +22,8 @@ export interface CreateRequest {
   /** Replaces the image's entrypoint (and drops its cmd, as Docker does); "" clears it. */
   entrypoint?: string;
   readOnly: boolean;
+  /** A terminal (-t). */
+  tty: boolean;
 }
 
 export interface ProcessSpec {

@@ -32,7 +32,10 @@ import type {
   ImageSummary,
   LoadImageRequest,
   LoadImageResponse,
+  PullImageRequest,
+  PullImageResponse,
 } from "../api/gen/apiserver.js";
+import { formatPlatform, parsePlatformString } from "../../helpers/image/index.js";
 import { readLogs } from "../containers/logs.js";
 import type { ContainerManager } from "../containers/manager.js";
 import type { ContainerRecord } from "../containers/records.js";
@@ -70,6 +73,7 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
     user: config.user,
     ...(config.entrypoint === undefined ? {} : { entrypoint: config.entrypoint }),
     readOnly: config.readOnly,
+    tty: config.tty,
   };
 }
 
@@ -78,8 +82,29 @@ function imageSummary(image: ImageRecord): ImageSummary {
     reference: image.reference,
     digest: image.digest,
     size: BigInt(image.size),
-    platforms: image.platforms.map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join("/")),
+    platforms: image.platforms.map(formatPlatform),
   };
+}
+
+/** Pulls into the image store, relaying its progress; the call's cancellation aborts the pull. */
+async function pullImage(ctx: ServiceContext, call: ServerWritableStream<PullImageRequest, PullImageResponse>): Promise<void> {
+  const abort = new AbortController();
+  call.on("cancelled", () => abort.abort());
+  try {
+    const req = call.request;
+    const image = await ctx.images.pull(req.reference, {
+      ...(req.platform ? { platform: parsePlatformString(req.platform) } : {}),
+      insecureRegistries: req.insecureRegistries,
+      ...(req.credentials?.username ? { credentials: req.credentials } : {}),
+      ...(req.maxConcurrentDownloads ? { maxConcurrentDownloads: req.maxConcurrentDownloads } : {}),
+      onProgress: (p) => call.write({ progress: { digest: p.digest, done: BigInt(p.done), total: BigInt(p.total), present: p.present } }),
+      signal: abort.signal,
+    });
+    call.write({ image: imageSummary(image) });
+    call.end();
+  } catch (err) {
+    call.emit("error", toGrpcError(err));
+  }
 }
 
 /** Apple's container gives a stopping process 5 seconds (Docker 10). */
@@ -205,6 +230,7 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
       ctx.containers.kill(ref, req.signal).catch((err: unknown) => ctx.logger.warn("signal not delivered", { err }));
     } else if (req.stdin !== undefined) toHelper({ stdin: req.stdin });
     else if (req.closeStdin) toHelper({ closeStdin: true });
+    else if (req.resize) toHelper({ resize: req.resize });
   });
   stream.on("cancelled", () => helperStream?.cancel());
 }
@@ -244,6 +270,8 @@ function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, 
             user: start.user || (record.user ?? ""),
             interactive: start.interactive,
             detach: start.detach,
+            terminal: start.tty,
+            size: start.size ?? { rows: 0, cols: 0 },
           },
         });
         for (const msg of queued.splice(0)) hs.write(msg);
@@ -258,7 +286,8 @@ function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, 
       }).catch(fail);
       return;
     }
-    const msg: HelperExecRequest = req.stdin !== undefined ? { stdin: req.stdin } : req.closeStdin ? { closeStdin: true } : { signal: req.signal ?? 15 };
+    const msg: HelperExecRequest =
+      req.stdin !== undefined ? { stdin: req.stdin } : req.closeStdin ? { closeStdin: true } : req.resize ? { resize: req.resize } : { signal: req.signal ?? 15 };
     if (!helperStream) queued.push(msg);
     else if (!helperStream.write(msg)) {
       stream.pause();
@@ -277,7 +306,7 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
     }),
     createContainer: unary(async (req) => ({ id: (await ctx.containers.create(createRequest(req.config, ctx.defaults))).id })),
     startContainer: unary(async (req) => {
-      await ctx.containers.start(req.id);
+      await ctx.containers.start(req.id, req.size);
       return {};
     }),
     attach: (stream) => attach(ctx, stream),
@@ -312,5 +341,6 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
       );
     },
     listImages: unary(async () => ({ images: (await ctx.images.list()).map(imageSummary) })),
+    pullImage: (call: ServerWritableStream<PullImageRequest, PullImageResponse>) => void pullImage(ctx, call),
   };
 }

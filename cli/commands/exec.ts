@@ -6,6 +6,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { ExecRequest } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain } from "../client.js";
+import { checkTty, terminalSize, useTerminal } from "../terminal.js";
 import { parseEnv, parseUser, signalNumber } from "../parse.js";
 import { COMMAND_NOT_FOUND, RUN_FAILED } from "./run.js";
 
@@ -15,9 +16,12 @@ interface ExecOptions {
   env: string[];
   workdir?: string;
   user?: string;
+  tty?: boolean;
 }
 
 async function exec(container: string, args: string[], opts: ExecOptions): Promise<number> {
+  checkTty(Boolean(opts.interactive), Boolean(opts.tty));
+  let restore = (): void => undefined;
   const client = connect();
   try {
     return await new Promise<number>((resolve, reject) => {
@@ -54,8 +58,11 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
           user: parseUser({ user: opts.user }),
           interactive: Boolean(opts.interactive),
           detach: Boolean(opts.detach),
+          tty: Boolean(opts.tty),
+          size: opts.tty ? terminalSize() : undefined,
         },
       });
+      if (opts.tty && !opts.detach) restore = useTerminal((size) => stream.write({ resize: size }));
       const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
       process.on("SIGINT", forward);
       process.on("SIGTERM", forward);
@@ -70,6 +77,7 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
       }
     });
   } finally {
+    restore();
     process.stdin.pause();
     client.close();
   }
@@ -83,6 +91,7 @@ export function registerExec(program: Command): void {
     .argument("<command...>", "command and arguments")
     .option("-d, --detach", "run in the background")
     .option("-i, --interactive", "keep stdin open and connect it to the process")
+    .option("-t, --tty", "give the process a terminal")
     .option("-e, --env <KEY=VALUE>", "set an environment variable (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-u, --user <user>", "run as name|uid[:group|gid]")

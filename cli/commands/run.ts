@@ -7,6 +7,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
+import { checkTty, terminalSize, useTerminal } from "../terminal.js";
 import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseUser, signalNumber } from "../parse.js";
 
 export interface CreateOptions {
@@ -25,6 +26,7 @@ export interface CreateOptions {
   user?: string;
   uid?: string;
   gid?: string;
+  tty?: boolean;
 }
 
 export interface RunOptions extends CreateOptions {
@@ -62,6 +64,7 @@ export async function containerConfig(image: string, command: string[], opts: Cr
     ...(opts.entrypoint === undefined ? {} : { entrypoint: opts.entrypoint }),
     readOnly: Boolean(opts.readOnly),
     user: parseUser(opts),
+    tty: Boolean(opts.tty),
   };
 }
 
@@ -73,6 +76,7 @@ async function checkCidfile(path: string | undefined): Promise<void> {
 }
 
 async function create(client: ApiClient, image: string, command: string[], opts: CreateOptions): Promise<{ id: string; config: ContainerConfig }> {
+  checkTty(Boolean(opts.interactive), Boolean(opts.tty));
   const config = await containerConfig(image, command, opts);
   await checkCidfile(opts.cidfile);
   const { id } = await request(client, "createContainer", { config });
@@ -117,22 +121,27 @@ function attach(client: ApiClient, id: string, interactive: boolean): { exit: Pr
 }
 
 /** Attaches, starts, relays signals, and resolves with the exit status. */
-async function startAttached(client: ApiClient, id: string, interactive: boolean): Promise<number> {
+/** Attaches, starts, relays signals (or, with a terminal, raw keys and size changes), and resolves with the exit status. */
+async function startAttached(client: ApiClient, id: string, interactive: boolean, tty: boolean): Promise<number> {
   const { exit, stream } = attach(client, id, interactive);
   const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
   process.on("SIGINT", forward);
   process.on("SIGTERM", forward);
+  const restore = tty ? useTerminal((size) => stream.write({ resize: size })) : () => undefined;
   try {
-    await request(client, "startContainer", { id });
-  } catch (err) {
-    // The container is ended (and, with --rm, removed) by the service; wait for that.
-    await exit.catch(() => undefined);
-    const e = err instanceof ContainerError ? err : explain(err);
-    throw Object.assign(e, { exitCode: e.code === "notFound" ? COMMAND_NOT_FOUND : RUN_FAILED });
+    try {
+      await request(client, "startContainer", { id, size: tty ? terminalSize() : undefined });
+    } catch (err) {
+      // The container is ended (and, with --rm, removed) by the service; wait for that.
+      await exit.catch(() => undefined);
+      const e = err instanceof ContainerError ? err : explain(err);
+      throw Object.assign(e, { exitCode: e.code === "notFound" ? COMMAND_NOT_FOUND : RUN_FAILED });
+    }
+    return await exit;
+  } finally {
+    restore();
+    process.stdin.pause();
   }
-  const code = await exit;
-  process.stdin.pause();
-  return code;
 }
 
 export async function run(image: string, command: string[], opts: RunOptions): Promise<number> {
@@ -140,11 +149,11 @@ export async function run(image: string, command: string[], opts: RunOptions): P
   try {
     const { id, config } = await create(client, image, command, opts);
     if (opts.detach) {
-      await request(client, "startContainer", { id });
+      await request(client, "startContainer", { id, size: undefined });
       process.stdout.write(`${id}\n`);
       return 0;
     }
-    return await startAttached(client, id, config.interactive);
+    return await startAttached(client, id, config.interactive, config.tty);
   } finally {
     client.close();
   }
@@ -160,6 +169,7 @@ function withCreateOptions(cmd: Command): Command {
     .option("--env-file <file>", "read environment variables from a file (repeatable)", list, [] as string[])
     .option("-w, --workdir <dir>", "working directory inside the container")
     .option("-i, --interactive", "keep stdin open and connect it to the container")
+    .option("-t, --tty", "give the process a terminal (with -i: an interactive shell)")
     .option("--name <name>", "name the container")
     .option("-c, --cpus <n>", "number of virtual CPUs")
     .option("-m, --memory <size>", "memory, e.g. 512M or 2G")
@@ -214,11 +224,11 @@ export function registerRun(program: Command): void {
       const client = connect();
       try {
         if (!opts.attach) {
-          await request(client, "startContainer", { id: ref });
+          await request(client, "startContainer", { id: ref, size: undefined });
           process.stdout.write(`${ref}\n`);
           return;
         }
-        process.exitCode = await startAttached(client, ref, Boolean(opts.interactive));
+        process.exitCode = await startAttached(client, ref, Boolean(opts.interactive), false);
       } catch (err) {
         throw opts.attach ? runFailure(err) : err;
       } finally {

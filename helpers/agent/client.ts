@@ -86,6 +86,8 @@ export async function connectAgent(options: ConnectAgentOptions): Promise<AgentC
     waitProcess: (id) => call(grpc.waitProcess, grpc, { id }, md()),
     killProcess: async (id, signal) => void (await call(grpc.killProcess, grpc, { id, signal }, md())),
     closeProcessStdin: async (id) => void (await call(grpc.closeProcessStdin, grpc, { id }, md())),
+    resizeProcess: async (id, rows, cols) => void (await call(grpc.resizeProcess, grpc, { id, rows, cols }, md())),
+    stats: () => call(grpc.stats, grpc, {}, md()),
     deleteProcess: async (id) => void (await call(grpc.deleteProcess, grpc, { id }, md())),
     shutdown: async () => void (await call(grpc.shutdown, grpc, {}, md())),
     close,

@@ -4,10 +4,11 @@ import type {
   CreateProcessRequest,
   MountRequest,
   PingResponse,
+  StatsResponse,
   WaitProcessResponse,
 } from "./gen/agent.js";
 
-export type { CreateProcessRequest, MountRequest, PingResponse, WaitProcessResponse };
+export type { CreateProcessRequest, MountRequest, PingResponse, StatsResponse, WaitProcessResponse };
 
 /** The vsock port vminitd serves this API on. */
 export const AGENT_PORT = 1024;
@@ -21,7 +22,11 @@ export interface AgentClient {
   waitProcess(id: string): Promise<WaitProcessResponse>;
   killProcess(id: string, signal: number): Promise<void>;
   closeProcessStdin(id: string): Promise<void>;
+  /** Sets the window size of a process's terminal. */
+  resizeProcess(id: string, rows: number, cols: number): Promise<void>;
   deleteProcess(id: string): Promise<void>;
+  /** The container's cgroup counters. */
+  stats(): Promise<StatsResponse>;
   /** Syncs and powers the guest off; the VM's exit follows. */
   shutdown(): Promise<void>;
   close(): void;

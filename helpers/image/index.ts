@@ -1,6 +1,8 @@
-// The image store: load image archives, list them, resolve one to a flattened
-// ext4 rootfs for a platform. Callers depend on ./types.js and this factory.
+// The image store: load image archives, pull from registries, list them,
+// resolve one to a flattened ext4 rootfs for a platform. Callers depend on
+// ./types.js and this factory.
 export { createImageStore, type ImageStoreOptions } from "./store.js";
 export { DEFAULT_MAX_UNPACKED_BYTES } from "./unpack/index.js";
+export { formatPlatform, parsePlatformString } from "./oci.js";
 export { normalizeReference, parseReference, type ImageReference } from "./reference.js";
-export type { ImageConfig, ImageRecord, ImageStore, LoadOptions, Platform, ResolvedImage } from "./types.js";
+export type { ImageConfig, ImageRecord, ImageStore, LoadOptions, Platform, PullOptions, PullProgress, ResolvedImage } from "./types.js";

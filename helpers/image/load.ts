@@ -14,7 +14,6 @@
 //   docker save: RepoTags; none means untagged.
 // Docker archives hold a config and layer tars but no manifest: an OCI
 // manifest is synthesised for them, so the store holds OCI images only.
-import { createHash } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -22,11 +21,12 @@ import type { Readable } from "node:stream";
 import tar from "tar-stream";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { Logger } from "../../lib/log/index.js";
-import { MAX_DOCUMENT_BYTES, digestHex, type ContentStore, type Ingested } from "./content/index.js";
+import { MAX_DOCUMENT_BYTES, digestHex, digestOf, type ContentStore, type Ingested } from "./content/index.js";
 import {
   INDEX_TYPES,
   MANIFEST_TYPES,
   MEDIA,
+  checkDiffIds,
   configPlatform,
   isAuxiliaryDescriptor,
   parseConfig,
@@ -201,10 +201,6 @@ async function walk(desc: Descriptor, archive: Archive, plan: Plan, logger: Logg
   };
 }
 
-function checkDiffIds(diffIds: number, layers: number, what: string): void {
-  if (diffIds !== layers) throw invalid(`${what}: ${layers} layers but the config lists ${diffIds} diff_ids`);
-}
-
 function sum(sizes: Map<string, number>): number {
   let total = 0;
   for (const s of sizes.values()) total += s;
@@ -304,7 +300,7 @@ async function fromDockerArchive(archive: Archive, plan: Plan): Promise<LoadedIm
     checkDiffIds(config.diffIds.length, layers.length, what);
     const manifest: Manifest = { schemaVersion: 2, mediaType: MEDIA.ociManifest, config: configDesc, layers };
     const bytes = Buffer.from(JSON.stringify(manifest));
-    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+    const digest = digestOf(bytes);
     plan.documents.set(digest, bytes);
     images.push({
       names: entry.repoTags.map(normalizeReference),

@@ -217,6 +217,11 @@ export function parseConfig(doc: Record<string, unknown>, what: string): ConfigD
   };
 }
 
+/** A manifest's layers and its config's diff_ids pair up one to one. */
+export function checkDiffIds(diffIds: number, layers: number, what: string): void {
+  if (diffIds !== layers) throw bad(what, `${layers} layers but the config lists ${diffIds} diff_ids`);
+}
+
 export function configPlatform(config: ConfigDocument): Platform {
   return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
 }
@@ -238,6 +243,21 @@ export function platformMatches(want: Platform, have: Platform): boolean {
 
 export function formatPlatform(p: Platform): string {
   return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
+}
+
+/** `os/arch[/variant]` as a Platform; invalidArgument otherwise. */
+export function parsePlatformString(text: string): Platform {
+  const parts = text.split("/");
+  if (parts.length < 2 || parts.length > 3 || parts.some((p) => !/^[a-z0-9_.-]+$/.test(p))) {
+    throw new ContainerError("invalidArgument", `invalid platform "${text}"`, { hint: "use os/arch[/variant], e.g. linux/arm64" });
+  }
+  const [os, architecture, variant] = parts as [string, string, string?];
+  return { os, architecture: normArch(architecture), ...(variant ? { variant } : {}) };
+}
+
+/** The platform this host runs natively: linux on its own CPU architecture. */
+export function hostPlatform(arch: string = process.arch): Platform {
+  return { os: "linux", architecture: arch === "x64" ? "amd64" : normArch(arch) };
 }
 
 /** Index children that are not runnable images (buildx attestations and the like). */

@@ -1,4 +1,6 @@
 // The ImageStore: content store + image records + lazily built rootfs images.
+// Images arrive by load (archives, ./load.ts) or pull (registries, ./registry/)
+// and are recorded by one code path, record().
 //
 // <root>/content/blobs/sha256/<hex>   verified blobs (content/store.ts)
 // <root>/content/ingest/              blobs being written
@@ -10,10 +12,11 @@ import type { Readable } from "node:stream";
 import { ContainerError, asContainerError } from "../../lib/errors/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import { ContentStore, ImageRecords, digestHex } from "./content/index.js";
-import { loadArchive } from "./load.js";
+import { loadArchive, type LoadedImage } from "./load.js";
 import {
   configPlatform,
   formatPlatform,
+  hostPlatform,
   isAuxiliaryDescriptor,
   isIndexDocument,
   parseConfig,
@@ -26,7 +29,8 @@ import {
   type Manifest,
 } from "./oci.js";
 import { digestQuery, familiarName, familiarString, parseReference } from "./reference.js";
-import type { ImageRecord, ImageStore, LoadOptions, Platform, ResolvedImage } from "./types.js";
+import { DEFAULT_CONCURRENT_DOWNLOADS, pullImage } from "./registry/index.js";
+import type { ImageRecord, ImageStore, LoadOptions, Platform, PullOptions, ResolvedImage } from "./types.js";
 import { rootfsPath, unpackRootfs } from "./unpack/index.js";
 
 export interface ImageStoreOptions {
@@ -44,6 +48,13 @@ async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The layers a pull downloads at once. */
+function downloads(n: number | undefined): number {
+  if (n === undefined) return DEFAULT_CONCURRENT_DOWNLOADS;
+  if (!Number.isInteger(n) || n < 1 || n > 32) throw new ContainerError("invalidArgument", `concurrent downloads must be 1 to 32, not ${n}`);
+  return n;
 }
 
 /** Runs `fn`, turning anything it throws into a ContainerError. */
@@ -71,28 +82,54 @@ class Store implements ImageStore {
   load(input: NodeJS.ReadableStream | Readable, _options: LoadOptions = {}): Promise<ImageRecord[]> {
     return boundary(async () => {
       const started = Date.now();
-      const loaded = await loadArchive(input, this.content, this.options.logger);
-      const records = loaded.flatMap((image) =>
-        (image.names.length > 0 ? image.names : [image.digest]).map(
-          (reference): ImageRecord => ({
-            reference,
-            digest: image.digest,
-            platforms: image.platforms,
-            size: image.size,
-            ...(image.createdAt ? { createdAt: image.createdAt } : {}),
-          }),
-        ),
-      );
-      await this.records.update((all) => {
-        for (const record of records) {
-          all.set(record.reference, record);
-          // A name supersedes the untagged entry of the same image.
-          if (record.reference !== record.digest) all.delete(record.digest);
-        }
-      });
+      const records = await this.record(await loadArchive(input, this.content, this.options.logger));
       this.options.logger.info("images loaded", { references: records.map((r) => r.reference), ms: Date.now() - started });
       return records;
     });
+  }
+
+  pull(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
+    return boundary(async () => {
+      const started = Date.now();
+      const pulled = await pullImage({
+        ref: parseReference(reference),
+        platform: options.platform ?? hostPlatform(),
+        content: this.content,
+        registry: {
+          ...(options.credentials ? { credentials: options.credentials } : {}),
+          ...(options.insecureRegistries ? { insecure: options.insecureRegistries } : {}),
+          ...(options.signal ? { signal: options.signal } : {}),
+        },
+        concurrency: downloads(options.maxConcurrentDownloads),
+        onProgress: options.onProgress ?? (() => undefined),
+      });
+      const [record] = await this.record([pulled]);
+      this.options.logger.info("image pulled", { reference: record!.reference, digest: record!.digest, size: record!.size, ms: Date.now() - started });
+      return record!;
+    });
+  }
+
+  /** Names the stored images: one record per name, or one under the digest when untagged. */
+  private async record(images: LoadedImage[]): Promise<ImageRecord[]> {
+    const records = images.flatMap((image) =>
+      (image.names.length > 0 ? image.names : [image.digest]).map(
+        (reference): ImageRecord => ({
+          reference,
+          digest: image.digest,
+          platforms: image.platforms,
+          size: image.size,
+          ...(image.createdAt ? { createdAt: image.createdAt } : {}),
+        }),
+      ),
+      );
+    await this.records.update((all) => {
+      for (const record of records) {
+        all.set(record.reference, record);
+        // A name supersedes the untagged entry of the same image.
+        if (record.reference !== record.digest) all.delete(record.digest);
+      }
+    });
+    return records;
   }
 
   list(): Promise<ImageRecord[]> {

@@ -56,6 +56,31 @@ export interface ResolvedImage {
 /** Nothing to choose yet; room for a platform filter or progress reporting. */
 export interface LoadOptions {}
 
+/** How far one blob of a pull has come; sent when it starts, as it goes, and once stored. */
+export interface PullProgress {
+  digest: string;
+  /** Bytes downloaded so far; equals `total` once verified and stored. */
+  done: number;
+  total: number;
+  /** Already in the store: nothing was downloaded. */
+  present: boolean;
+}
+
+export interface PullOptions {
+  /** The platform to pull from a multi-platform image; the host's by default. */
+  platform?: Platform;
+  /** Registries (`host[:port]`) spoken to over plain http; loopback ones always are. */
+  insecureRegistries?: string[];
+  /** For the reference's registry; anonymous without. */
+  credentials?: { username: string; password: string };
+  /** Layers downloaded at once; 3 by default. */
+  maxConcurrentDownloads?: number;
+  /** Per-layer progress; called often, keep it cheap. */
+  onProgress?: (progress: PullProgress) => void;
+  /** Aborts the pull: it fails with `cancelled`, nothing is recorded. */
+  signal?: AbortSignal;
+}
+
 export interface ImageStore {
   /**
    * Imports a `docker save` archive or an OCI image layout, as one tar stream.
@@ -64,6 +89,12 @@ export interface ImageStore {
    * recorded and the input is destroyed.
    */
   load(input: NodeJS.ReadableStream | Readable, options?: LoadOptions): Promise<ImageRecord[]>;
+  /**
+   * Fetches an image from its registry (`registry/`) and records it under
+   * `reference` exactly as load() would. Every blob is verified (digest and
+   * size) before it is stored; on failure nothing is recorded.
+   */
+  pull(reference: string, options?: PullOptions): Promise<ImageRecord>;
   /** Every image, sorted by reference. */
   list(): Promise<ImageRecord[]>;
   /**

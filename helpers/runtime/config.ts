@@ -15,6 +15,8 @@ export interface ProcessConfig {
   interactive: boolean;
   /** The rootfs is mounted read-only. */
   readOnly: boolean;
+  /** A terminal as stdin/stdout/stderr; its output is the stdout stream. */
+  terminal: boolean;
 }
 
 export interface RuntimeConfig {

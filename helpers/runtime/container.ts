@@ -13,7 +13,7 @@ import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
-import { AGENT_PORT, type AgentClient } from "../agent/types.js";
+import { AGENT_PORT, type AgentClient, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
 import { EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type RuntimeConfig } from "./config.js";
 
@@ -44,12 +44,21 @@ export interface ExecSpec {
   /** Docker's -u form, resolved in the guest. */
   user: string;
   interactive: boolean;
+  /** A terminal of this size (0 × 0: unset). */
+  terminal: boolean;
+  size: TerminalSize;
   /** No stdio: the output is discarded and nobody waits. */
   detach: boolean;
 }
 
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
 export interface ExecHandle {
   pid: number;
+  resize(size: TerminalSize): Promise<void>;
   writeStdin(chunk: Buffer): void;
   closeStdin(): void;
   kill(signal: number): Promise<void>;
@@ -68,6 +77,10 @@ export interface RuntimeContainer {
   closeStdin(): void;
   /** Adds an output sink; returns its removal. A sink added after the exit gets the exit at once. */
   attach(sink: OutputSink): () => void;
+  /** The container's cgroup counters; invalidState unless it runs. */
+  stats(): Promise<StatsResponse>;
+  /** The terminal's new size; before the start, the size it starts with. Ignored without a terminal. */
+  resize(size: TerminalSize): Promise<void>;
   /** Runs another process in the running container; `sink` gets its output and exit status. */
   exec(spec: ExecSpec, sink: OutputSink): Promise<ExecHandle>;
   /** Stops the VM (cleanly unless forced) and resolves when everything is released. */
@@ -98,7 +111,7 @@ export async function bootContainer(
   // Everything the guest dials is listened for before it boots.
   const agentListening = watchAgentLog(vm, { path: join(config.bundleDir, VMINITD_LOG_FILE), logger });
   const bootstrap = await listenBootstrap(vm);
-  const wanted = { stdin: config.process.interactive, stdout: true, stderr: true };
+  const wanted = { stdin: config.process.interactive, stdout: true, stderr: !config.process.terminal };
   const stdio = await Promise.all(
     (["stdin", "stdout", "stderr"] as const).map(async (name) => (wanted[name] ? await acceptOne(vm, STDIO_PORTS[name]) : undefined)),
   );
@@ -181,7 +194,7 @@ export async function bootContainer(
     log = createWriteStream(join(config.bundleDir, STDIO_LOG_FILE), { flags: "a", mode: 0o600 });
     const [inL, outL, errL] = stdio;
     // The guest dials the streams while it creates the process.
-    const drained = Promise.all([outL!.conn.then((c) => drain(c, "stdout")), errL!.conn.then((c) => drain(c, "stderr"))]);
+    const drained = Promise.all([outL!.conn.then((c) => drain(c, "stdout")), errL?.conn.then((c) => drain(c, "stderr"))]);
     drained.catch(() => undefined);
     void inL?.conn.then((conn) => {
       stdin = conn;
@@ -192,6 +205,9 @@ export async function bootContainer(
     try {
       pid = await bootstrap.start({
         mounts: [{ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] }],
+        // The container's cgroup gets the VM's size: what `--cpus` and
+        // `--memory` show inside as cpu.max and memory.max.
+        resources: { cpus: config.vm.cpus, memoryBytes: BigInt(config.vm.memoryMiB) * 1024n * 1024n, pidsMax: 0n },
         process: {
           id: PROCESS_ID,
           spec: {
@@ -201,10 +217,12 @@ export async function bootContainer(
             rootfs: GUEST_ROOTFS,
             readonlyRootfs: config.process.readOnly,
             user: config.process.user,
+            terminal: config.process.terminal,
+            ...terminalSize,
           },
           stdinPort: inL ? STDIO_PORTS.stdin : 0,
           stdoutPort: STDIO_PORTS.stdout,
-          stderrPort: STDIO_PORTS.stderr,
+          stderrPort: errL ? STDIO_PORTS.stderr : 0,
         },
       });
     } finally {
@@ -227,6 +245,16 @@ export async function bootContainer(
 
   let starting: Promise<number> | undefined;
   let execs = 0;
+  let terminalSize: TerminalSize = { rows: 0, cols: 0 };
+
+  async function resize(size: TerminalSize): Promise<void> {
+    if (!config.process.terminal || exitRecord) return;
+    if (phase !== "running") {
+      terminalSize = size;
+      return;
+    }
+    await (await agent()).resizeProcess(PROCESS_ID, size.rows, size.cols);
+  }
 
   async function exec(spec: ExecSpec, sink: OutputSink): Promise<ExecHandle> {
     if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
@@ -237,14 +265,23 @@ export async function bootContainer(
     const ports = {
       stdin: spec.interactive && !spec.detach ? base : 0,
       stdout: spec.detach ? 0 : base + 1,
-      stderr: spec.detach ? 0 : base + 2,
+      stderr: spec.detach || spec.terminal ? 0 : base + 2,
     };
     const listeners = await Promise.all(Object.values(ports).map((port) => (port ? acceptOne(vm, port) : undefined)));
     let conns: (Duplex | undefined)[];
     try {
       await client.createProcess({
         id,
-        spec: { args: spec.args, env: spec.env, cwd: spec.cwd, rootfs: GUEST_ROOTFS, readonlyRootfs: config.process.readOnly, user: spec.user },
+        spec: {
+          args: spec.args,
+          env: spec.env,
+          cwd: spec.cwd,
+          rootfs: GUEST_ROOTFS,
+          readonlyRootfs: config.process.readOnly,
+          user: spec.user,
+          terminal: spec.terminal,
+          ...spec.size,
+        },
         stdinPort: ports.stdin,
         stdoutPort: ports.stdout,
         stderrPort: ports.stderr,
@@ -288,6 +325,9 @@ export async function bootContainer(
       writeStdin: (chunk) => void inConn?.write(chunk),
       closeStdin: () => void inConn?.end(),
       kill: (signal) => client.killProcess(id, signal),
+      resize: async (size) => {
+        if (spec.terminal) await client.resizeProcess(id, size.rows, size.cols);
+      },
     };
   }
 
@@ -367,6 +407,11 @@ export async function bootContainer(
       return () => sinks.delete(sink);
     },
     exec,
+    resize,
+    stats: async () => {
+      if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
+      return (await agent()).stats();
+    },
     stop,
     done: () => finished.promise,
   };

@@ -23,7 +23,7 @@ function exec(container: RuntimeContainer, stream: ServerDuplexStream<ExecReques
         return;
       }
       const spec = req.start;
-      handle = container.exec(spec, {
+      handle = container.exec({ ...spec, size: spec.size ?? { rows: 0, cols: 0 } }, {
         stdout: (chunk) => !ended && stream.write({ stdout: chunk }),
         stderr: (chunk) => !ended && stream.write({ stderr: chunk }),
         exit: (exitCode) => end({ exitCode }),
@@ -45,6 +45,7 @@ function exec(container: RuntimeContainer, stream: ServerDuplexStream<ExecReques
       if (req.stdin) h.writeStdin(Buffer.from(req.stdin));
       else if (req.closeStdin) h.closeStdin();
       else if (req.signal) void h.kill(req.signal).catch(() => undefined);
+      else if (req.resize) void h.resize(req.resize).catch(() => undefined);
     }, () => undefined);
   });
   stream.on("error", () => undefined);
@@ -62,7 +63,20 @@ export function runtimeService(container: RuntimeContainer, helperPid: number): 
         processPid: container.processPid(),
       };
     }),
-    start: unary(async () => ({ processPid: await container.start() })),
+    start: unary(async (req) => {
+      if (req.size) await container.resize(req.size);
+      return { processPid: await container.start() };
+    }),
+    stats: unary(async () => {
+      const s = await container.stats();
+      return {
+        cpuUsageUsec: s.cpuUsageUsec,
+        memoryCurrentBytes: s.memoryCurrentBytes,
+        memoryMaxBytes: s.memoryMaxBytes,
+        pidsCurrent: s.pidsCurrent,
+        uptimeNs: s.uptimeNs,
+      };
+    }),
     wait: unary(async () => ({ exitCode: (await container.wait()).exitCode })),
     kill: unary(async (req) => {
       await container.kill(req.signal);
@@ -89,6 +103,8 @@ export function runtimeService(container: RuntimeContainer, helperPid: number): 
           container.writeStdin(req.stdin);
         } else if (req.closeStdin) {
           container.closeStdin();
+        } else if (req.resize) {
+          void container.resize(req.resize).catch(() => undefined);
         }
       });
       stream.on("error", () => detach());

@@ -64,6 +64,9 @@ describe("round trip over a unix socket", () => {
       start: unary(async () => ({ processPid: 42 })),
       attach: (stream) => stream.end(),
       exec: (stream) => stream.end(),
+      stats: unary(async () => {
+        throw new ContainerError("invalidState", "not running");
+      }),
       wait: unary(async () => {
         throw new Error("plain failure");
       }),
@@ -95,12 +98,12 @@ describe("round trip over a unix socket", () => {
     await bindUnix(first, path);
     first.forceShutdown();
     const c = await serve(path);
-    expect(await call(c.start, c, {}, new Metadata())).toEqual({ processPid: 42 });
+    expect(await call(c.start, c, { size: undefined }, new Metadata())).toEqual({ processPid: 42 });
   });
 
   it("returns responses", async () => {
     const c = await serve(join(dir, "sub", "runtime.sock"));
-    expect(await call(c.start, c, {}, new Metadata())).toEqual({ processPid: 42 });
+    expect(await call(c.start, c, { size: undefined }, new Metadata())).toEqual({ processPid: 42 });
     expect(await call(c.kill, c, { signal: 9 }, new Metadata())).toEqual({});
   });
 
@@ -127,6 +130,6 @@ describe("round trip over a unix socket", () => {
   it("reports an unreachable peer as unavailable", async () => {
     client = new RuntimeClient(unixTarget(join(dir, "nobody.sock")), insecure());
     const c = client;
-    await expect(call(c.start, c, {}, new Metadata(), { deadline: Date.now() + 2000 })).rejects.toMatchObject({ code: "unavailable" });
+    await expect(call(c.start, c, { size: undefined }, new Metadata(), { deadline: Date.now() + 2000 })).rejects.toMatchObject({ code: "unavailable" });
   });
 });

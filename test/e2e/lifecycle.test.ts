@@ -98,6 +98,18 @@ describe("create flags", () => {
     expect(r.stderr).toMatch(/^Error: user "bob" not found in \/etc\/passwd\n/);
   });
 
+  it("--cpus 2 shows as nproc and cpu.max; --memory 512M as the guest's memory and memory.max", async () => {
+    const r = await t.cli(["run", "--rm", "--cpus", "2", "-m", "512M", "demo", "sh", "-c", "nproc; cat /sys/fs/cgroup/cpu.max /sys/fs/cgroup/memory.max; grep MemTotal /proc/meminfo"]);
+    expect(r.code).toBe(0);
+    const [nproc, cpuMax, memMax, memTotal] = r.stdout.trim().split("\n");
+    expect(nproc).toBe("2");
+    expect(cpuMax).toBe("200000 100000");
+    expect(memMax).toBe(String(512 * 1024 * 1024));
+    const kib = Number(/MemTotal:\s+(\d+) kB/.exec(memTotal ?? "")?.[1]);
+    expect(kib).toBeGreaterThan(400 * 1024);
+    expect(kib).toBeLessThanOrEqual(512 * 1024);
+  });
+
   it("-l labels show in inspect", async () => {
     await t.cli(["create", "--name", "lab", "-l", "team=core", "-l", "flag", "demo", "true"]);
     expect((await inspect("lab")).labels).toEqual({ team: "core", flag: "" });

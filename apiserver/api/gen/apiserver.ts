@@ -56,6 +56,8 @@ export interface ContainerConfig {
   readOnly: boolean;
   /** Docker's -u: name|uid[:group|gid]; empty means the image's user. */
   user: string;
+  /** A terminal (-t): stdout carries it, there is no separate stderr. */
+  tty: boolean;
 }
 
 export interface ContainerConfig_LabelsEntry {
@@ -73,6 +75,8 @@ export interface CreateContainerResponse {
 
 export interface StartContainerRequest {
   id: string;
+  /** The client's terminal size, for a container with a terminal. */
+  size: TerminalSize | undefined;
 }
 
 export interface StartContainerResponse {
@@ -83,7 +87,16 @@ export interface AttachRequest {
   open?: string | undefined;
   stdin?: Buffer | undefined;
   closeStdin?: boolean | undefined;
-  signal?: number | undefined;
+  signal?:
+    | number
+    | undefined;
+  /** The client's terminal changed size (containers created with tty). */
+  resize?: TerminalSize | undefined;
+}
+
+export interface TerminalSize {
+  rows: number;
+  cols: number;
 }
 
 export interface AttachResponse {
@@ -225,6 +238,9 @@ export interface ExecStart {
   detach: boolean;
   /** Docker's -u; empty means the container's user. */
   user: string;
+  /** A terminal (-t) of this size. */
+  tty: boolean;
+  size: TerminalSize | undefined;
 }
 
 export interface ExecRequest {
@@ -232,6 +248,7 @@ export interface ExecRequest {
   stdin?: Buffer | undefined;
   closeStdin?: boolean | undefined;
   signal?: number | undefined;
+  resize?: TerminalSize | undefined;
 }
 
 export interface ExecResponse {
@@ -239,6 +256,44 @@ export interface ExecResponse {
   stdout?: Buffer | undefined;
   stderr?: Buffer | undefined;
   exitCode?: number | undefined;
+}
+
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+}
+
+export interface PullImageRequest {
+  reference: string;
+  /** os/arch[/variant]; empty means the host's. */
+  platform: string;
+  /** Registries (host[:port]) spoken to over plain http; loopback ones always are. */
+  insecureRegistries: string[];
+  /**
+   * For the reference's registry, read by the CLI from the user's docker
+   * config; unset means anonymous.
+   */
+  credentials:
+    | RegistryCredentials
+    | undefined;
+  /** Layers downloaded at once; 0 means the default (3). */
+  maxConcurrentDownloads: number;
+}
+
+export interface PullProgress {
+  digest: string;
+  done: bigint;
+  total: bigint;
+  /** Already in the store: nothing to download. */
+  present: boolean;
+}
+
+export interface PullImageResponse {
+  progress?:
+    | PullProgress
+    | undefined;
+  /** The last message. */
+  image?: ImageSummary | undefined;
 }
 
 function createBasePingRequest(): PingRequest {
@@ -513,6 +568,7 @@ function createBaseContainerConfig(): ContainerConfig {
     entrypoint: undefined,
     readOnly: false,
     user: "",
+    tty: false,
   };
 }
 
@@ -559,6 +615,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.user !== "") {
       writer.uint32(106).string(message.user);
+    }
+    if (message.tty !== false) {
+      writer.uint32(112).bool(message.tty);
     }
     return writer;
   },
@@ -683,6 +742,14 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.user = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.tty = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -735,6 +802,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         ? globalThis.Boolean(object.read_only)
         : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
     };
   },
 
@@ -785,6 +853,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.tty !== false) {
+      obj.tty = message.tty;
+    }
     return obj;
   },
 
@@ -814,6 +885,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.entrypoint = object.entrypoint ?? undefined;
     message.readOnly = object.readOnly ?? false;
     message.user = object.user ?? "";
+    message.tty = object.tty ?? false;
     return message;
   },
 };
@@ -1040,13 +1112,16 @@ export const CreateContainerResponse: MessageFns<CreateContainerResponse> = {
 };
 
 function createBaseStartContainerRequest(): StartContainerRequest {
-  return { id: "" };
+  return { id: "", size: undefined };
 }
 
 export const StartContainerRequest: MessageFns<StartContainerRequest> = {
   encode(message: StartContainerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1072,6 +1147,14 @@ export const StartContainerRequest: MessageFns<StartContainerRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1085,13 +1168,19 @@ export const StartContainerRequest: MessageFns<StartContainerRequest> = {
   },
 
   fromJSON(object: any): StartContainerRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
+    };
   },
 
   toJSON(message: StartContainerRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
     }
     return obj;
   },
@@ -1102,6 +1191,9 @@ export const StartContainerRequest: MessageFns<StartContainerRequest> = {
   fromPartial(object: DeepPartial<StartContainerRequest>): StartContainerRequest {
     const message = createBaseStartContainerRequest();
     message.id = object.id ?? "";
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
     return message;
   },
 };
@@ -1159,7 +1251,7 @@ export const StartContainerResponse: MessageFns<StartContainerResponse> = {
 };
 
 function createBaseAttachRequest(): AttachRequest {
-  return { open: undefined, stdin: undefined, closeStdin: undefined, signal: undefined };
+  return { open: undefined, stdin: undefined, closeStdin: undefined, signal: undefined, resize: undefined };
 }
 
 export const AttachRequest: MessageFns<AttachRequest> = {
@@ -1175,6 +1267,9 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     }
     if (message.signal !== undefined) {
       writer.uint32(32).int32(message.signal);
+    }
+    if (message.resize !== undefined) {
+      TerminalSize.encode(message.resize, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1224,6 +1319,14 @@ export const AttachRequest: MessageFns<AttachRequest> = {
             message.signal = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1246,6 +1349,7 @@ export const AttachRequest: MessageFns<AttachRequest> = {
         ? globalThis.Boolean(object.close_stdin)
         : undefined,
       signal: isSet(object.signal) ? globalThis.Number(object.signal) : undefined,
+      resize: isSet(object.resize) ? TerminalSize.fromJSON(object.resize) : undefined,
     };
   },
 
@@ -1263,6 +1367,9 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     if (message.signal !== undefined) {
       obj.signal = Math.round(message.signal);
     }
+    if (message.resize !== undefined) {
+      obj.resize = TerminalSize.toJSON(message.resize);
+    }
     return obj;
   },
 
@@ -1275,6 +1382,94 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     message.stdin = object.stdin ?? undefined;
     message.closeStdin = object.closeStdin ?? undefined;
     message.signal = object.signal ?? undefined;
+    message.resize = (object.resize !== undefined && object.resize !== null)
+      ? TerminalSize.fromPartial(object.resize)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTerminalSize(): TerminalSize {
+  return { rows: 0, cols: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(16).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TerminalSize>): TerminalSize {
+    return TerminalSize.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TerminalSize>): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
     return message;
   },
 };
@@ -3389,7 +3584,17 @@ export const ListImagesResponse: MessageFns<ListImagesResponse> = {
 };
 
 function createBaseExecStart(): ExecStart {
-  return { container: "", args: [], env: [], workdir: "", interactive: false, detach: false, user: "" };
+  return {
+    container: "",
+    args: [],
+    env: [],
+    workdir: "",
+    interactive: false,
+    detach: false,
+    user: "",
+    tty: false,
+    size: undefined,
+  };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -3414,6 +3619,12 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.user !== "") {
       writer.uint32(58).string(message.user);
+    }
+    if (message.tty !== false) {
+      writer.uint32(64).bool(message.tty);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -3487,6 +3698,22 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.user = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.tty = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3508,6 +3735,8 @@ export const ExecStart: MessageFns<ExecStart> = {
       interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
       detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
     };
   },
 
@@ -3534,6 +3763,12 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.tty !== false) {
+      obj.tty = message.tty;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
     return obj;
   },
 
@@ -3549,12 +3784,16 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.interactive = object.interactive ?? false;
     message.detach = object.detach ?? false;
     message.user = object.user ?? "";
+    message.tty = object.tty ?? false;
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
     return message;
   },
 };
 
 function createBaseExecRequest(): ExecRequest {
-  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined };
+  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined, resize: undefined };
 }
 
 export const ExecRequest: MessageFns<ExecRequest> = {
@@ -3570,6 +3809,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     }
     if (message.signal !== undefined) {
       writer.uint32(32).int32(message.signal);
+    }
+    if (message.resize !== undefined) {
+      TerminalSize.encode(message.resize, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -3619,6 +3861,14 @@ export const ExecRequest: MessageFns<ExecRequest> = {
             message.signal = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3641,6 +3891,7 @@ export const ExecRequest: MessageFns<ExecRequest> = {
         ? globalThis.Boolean(object.close_stdin)
         : undefined,
       signal: isSet(object.signal) ? globalThis.Number(object.signal) : undefined,
+      resize: isSet(object.resize) ? TerminalSize.fromJSON(object.resize) : undefined,
     };
   },
 
@@ -3658,6 +3909,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     if (message.signal !== undefined) {
       obj.signal = Math.round(message.signal);
     }
+    if (message.resize !== undefined) {
+      obj.resize = TerminalSize.toJSON(message.resize);
+    }
     return obj;
   },
 
@@ -3672,6 +3926,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     message.stdin = object.stdin ?? undefined;
     message.closeStdin = object.closeStdin ?? undefined;
     message.signal = object.signal ?? undefined;
+    message.resize = (object.resize !== undefined && object.resize !== null)
+      ? TerminalSize.fromPartial(object.resize)
+      : undefined;
     return message;
   },
 };
@@ -3793,6 +4050,446 @@ export const ExecResponse: MessageFns<ExecResponse> = {
     message.stdout = object.stdout ?? undefined;
     message.stderr = object.stderr ?? undefined;
     message.exitCode = object.exitCode ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRegistryCredentials(): RegistryCredentials {
+  return { username: "", password: "" };
+}
+
+export const RegistryCredentials: MessageFns<RegistryCredentials> = {
+  encode(message: RegistryCredentials, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.username !== "") {
+      writer.uint32(10).string(message.username);
+    }
+    if (message.password !== "") {
+      writer.uint32(18).string(message.password);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegistryCredentials {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegistryCredentials();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.username = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegistryCredentials {
+    return {
+      username: isSet(object.username) ? globalThis.String(object.username) : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+    };
+  },
+
+  toJSON(message: RegistryCredentials): unknown {
+    const obj: any = {};
+    if (message.username !== "") {
+      obj.username = message.username;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegistryCredentials>): RegistryCredentials {
+    return RegistryCredentials.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegistryCredentials>): RegistryCredentials {
+    const message = createBaseRegistryCredentials();
+    message.username = object.username ?? "";
+    message.password = object.password ?? "";
+    return message;
+  },
+};
+
+function createBasePullImageRequest(): PullImageRequest {
+  return { reference: "", platform: "", insecureRegistries: [], credentials: undefined, maxConcurrentDownloads: 0 };
+}
+
+export const PullImageRequest: MessageFns<PullImageRequest> = {
+  encode(message: PullImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    if (message.platform !== "") {
+      writer.uint32(18).string(message.platform);
+    }
+    for (const v of message.insecureRegistries) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.credentials !== undefined) {
+      RegistryCredentials.encode(message.credentials, writer.uint32(34).fork()).join();
+    }
+    if (message.maxConcurrentDownloads !== 0) {
+      writer.uint32(40).uint32(message.maxConcurrentDownloads);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PullImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePullImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.insecureRegistries.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.credentials = RegistryCredentials.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxConcurrentDownloads = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PullImageRequest {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      insecureRegistries: globalThis.Array.isArray(object?.insecureRegistries)
+        ? object.insecureRegistries.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.insecure_registries)
+        ? object.insecure_registries.map((e: any) => globalThis.String(e))
+        : [],
+      credentials: isSet(object.credentials) ? RegistryCredentials.fromJSON(object.credentials) : undefined,
+      maxConcurrentDownloads: isSet(object.maxConcurrentDownloads)
+        ? globalThis.Number(object.maxConcurrentDownloads)
+        : isSet(object.max_concurrent_downloads)
+        ? globalThis.Number(object.max_concurrent_downloads)
+        : 0,
+    };
+  },
+
+  toJSON(message: PullImageRequest): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.insecureRegistries?.length) {
+      obj.insecureRegistries = message.insecureRegistries;
+    }
+    if (message.credentials !== undefined) {
+      obj.credentials = RegistryCredentials.toJSON(message.credentials);
+    }
+    if (message.maxConcurrentDownloads !== 0) {
+      obj.maxConcurrentDownloads = Math.round(message.maxConcurrentDownloads);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PullImageRequest>): PullImageRequest {
+    return PullImageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PullImageRequest>): PullImageRequest {
+    const message = createBasePullImageRequest();
+    message.reference = object.reference ?? "";
+    message.platform = object.platform ?? "";
+    message.insecureRegistries = object.insecureRegistries?.map((e) => e) || [];
+    message.credentials = (object.credentials !== undefined && object.credentials !== null)
+      ? RegistryCredentials.fromPartial(object.credentials)
+      : undefined;
+    message.maxConcurrentDownloads = object.maxConcurrentDownloads ?? 0;
+    return message;
+  },
+};
+
+function createBasePullProgress(): PullProgress {
+  return { digest: "", done: 0n, total: 0n, present: false };
+}
+
+export const PullProgress: MessageFns<PullProgress> = {
+  encode(message: PullProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.digest !== "") {
+      writer.uint32(10).string(message.digest);
+    }
+    if (message.done !== 0n) {
+      if (BigInt.asUintN(64, message.done) !== message.done) {
+        throw new globalThis.Error("value provided for field message.done of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.done);
+    }
+    if (message.total !== 0n) {
+      if (BigInt.asUintN(64, message.total) !== message.total) {
+        throw new globalThis.Error("value provided for field message.total of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.total);
+    }
+    if (message.present !== false) {
+      writer.uint32(32).bool(message.present);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PullProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePullProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.done = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.total = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.present = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PullProgress {
+    return {
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      done: isSet(object.done) ? BigInt(object.done) : 0n,
+      total: isSet(object.total) ? BigInt(object.total) : 0n,
+      present: isSet(object.present) ? globalThis.Boolean(object.present) : false,
+    };
+  },
+
+  toJSON(message: PullProgress): unknown {
+    const obj: any = {};
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.done !== 0n) {
+      obj.done = message.done.toString();
+    }
+    if (message.total !== 0n) {
+      obj.total = message.total.toString();
+    }
+    if (message.present !== false) {
+      obj.present = message.present;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PullProgress>): PullProgress {
+    return PullProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PullProgress>): PullProgress {
+    const message = createBasePullProgress();
+    message.digest = object.digest ?? "";
+    message.done = (object.done !== undefined && object.done !== null) ? BigInt(object.done) : 0n;
+    message.total = (object.total !== undefined && object.total !== null) ? BigInt(object.total) : 0n;
+    message.present = object.present ?? false;
+    return message;
+  },
+};
+
+function createBasePullImageResponse(): PullImageResponse {
+  return { progress: undefined, image: undefined };
+}
+
+export const PullImageResponse: MessageFns<PullImageResponse> = {
+  encode(message: PullImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.progress !== undefined) {
+      PullProgress.encode(message.progress, writer.uint32(10).fork()).join();
+    }
+    if (message.image !== undefined) {
+      ImageSummary.encode(message.image, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PullImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePullImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.progress = PullProgress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = ImageSummary.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PullImageResponse {
+    return {
+      progress: isSet(object.progress) ? PullProgress.fromJSON(object.progress) : undefined,
+      image: isSet(object.image) ? ImageSummary.fromJSON(object.image) : undefined,
+    };
+  },
+
+  toJSON(message: PullImageResponse): unknown {
+    const obj: any = {};
+    if (message.progress !== undefined) {
+      obj.progress = PullProgress.toJSON(message.progress);
+    }
+    if (message.image !== undefined) {
+      obj.image = ImageSummary.toJSON(message.image);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PullImageResponse>): PullImageResponse {
+    return PullImageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PullImageResponse>): PullImageResponse {
+    const message = createBasePullImageResponse();
+    message.progress = (object.progress !== undefined && object.progress !== null)
+      ? PullProgress.fromPartial(object.progress)
+      : undefined;
+    message.image = (object.image !== undefined && object.image !== null)
+      ? ImageSummary.fromPartial(object.image)
+      : undefined;
     return message;
   },
 };
@@ -3945,6 +4642,18 @@ export const ContainerServiceDefinition = {
       requestStream: false,
       responseType: ListImagesResponse as typeof ListImagesResponse,
       responseStream: false,
+      options: {},
+    },
+    /**
+     * Fetches an image from its registry into the store: progress of each
+     * layer as it downloads, then the image's summary as the last message.
+     */
+    pullImage: {
+      name: "PullImage",
+      requestType: PullImageRequest as typeof PullImageRequest,
+      requestStream: false,
+      responseType: PullImageResponse as typeof PullImageResponse,
+      responseStream: true,
       options: {},
     },
   },

@@ -91,6 +91,14 @@ export interface ProcessSpec {
    * ("" is root). HOME and PATH are filled in when env lacks them.
    */
   user: string;
+  /**
+   * A pty as stdin, stdout and stderr (the controlling terminal); its output
+   * goes to the stdout port and there is no stderr stream. Like OCI's
+   * process.terminal, with the initial size (0: unset) as consoleSize.
+   */
+  terminal: boolean;
+  rows: number;
+  cols: number;
 }
 
 export interface CreateProcessRequest {
@@ -132,6 +140,15 @@ export interface KillProcessRequest {
 export interface KillProcessResponse {
 }
 
+export interface ResizeProcessRequest {
+  id: string;
+  rows: number;
+  cols: number;
+}
+
+export interface ResizeProcessResponse {
+}
+
 export interface CloseProcessStdinRequest {
   id: string;
 }
@@ -144,6 +161,25 @@ export interface DeleteProcessRequest {
 }
 
 export interface DeleteProcessResponse {
+}
+
+export interface StatsRequest {
+}
+
+export interface StatsResponse {
+  cpuUsageUsec: bigint;
+  cpuUserUsec: bigint;
+  cpuSystemUsec: bigint;
+  memoryCurrentBytes: bigint;
+  /** 0: no limit. */
+  memoryMaxBytes: bigint;
+  memoryAnonBytes: bigint;
+  memoryFileBytes: bigint;
+  pidsCurrent: bigint;
+  /** 0: no limit. */
+  pidsMax: bigint;
+  /** Guest uptime when read, so that two samples give rates. */
+  uptimeNs: bigint;
 }
 
 export interface ShutdownRequest {
@@ -166,7 +202,23 @@ export interface ShutdownResponse {
 export interface BootstrapRequest {
   /** Done in order before the process is created. */
   mounts: MountRequest[];
-  process: CreateProcessRequest | undefined;
+  process:
+    | CreateProcessRequest
+    | undefined;
+  /**
+   * Limits of the container's cgroup, which holds every process of the
+   * container (this one and later ones) and is its /sys/fs/cgroup.
+   */
+  resources: Resources | undefined;
+}
+
+export interface Resources {
+  /** CPU bandwidth in CPUs (cpu.max); 0: no limit. */
+  cpus: number;
+  /** memory.max in bytes; 0: no limit. */
+  memoryBytes: bigint;
+  /** pids.max; 0: no limit. */
+  pidsMax: bigint;
 }
 
 /**
@@ -530,7 +582,7 @@ export const MountResponse: MessageFns<MountResponse> = {
 };
 
 function createBaseProcessSpec(): ProcessSpec {
-  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false, user: "" };
+  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false, user: "", terminal: false, rows: 0, cols: 0 };
 }
 
 export const ProcessSpec: MessageFns<ProcessSpec> = {
@@ -552,6 +604,15 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     }
     if (message.user !== "") {
       writer.uint32(50).string(message.user);
+    }
+    if (message.terminal !== false) {
+      writer.uint32(56).bool(message.terminal);
+    }
+    if (message.rows !== 0) {
+      writer.uint32(64).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(72).uint32(message.cols);
     }
     return writer;
   },
@@ -617,6 +678,30 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
             message.user = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.terminal = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -641,6 +726,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
         ? globalThis.Boolean(object.readonly_rootfs)
         : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      terminal: isSet(object.terminal) ? globalThis.Boolean(object.terminal) : false,
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
     };
   },
 
@@ -664,6 +752,15 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.terminal !== false) {
+      obj.terminal = message.terminal;
+    }
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
     return obj;
   },
 
@@ -678,6 +775,9 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     message.rootfs = object.rootfs ?? "";
     message.readonlyRootfs = object.readonlyRootfs ?? false;
     message.user = object.user ?? "";
+    message.terminal = object.terminal ?? false;
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
     return message;
   },
 };
@@ -1317,6 +1417,159 @@ export const KillProcessResponse: MessageFns<KillProcessResponse> = {
   },
 };
 
+function createBaseResizeProcessRequest(): ResizeProcessRequest {
+  return { id: "", rows: 0, cols: 0 };
+}
+
+export const ResizeProcessRequest: MessageFns<ResizeProcessRequest> = {
+  encode(message: ResizeProcessRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.rows !== 0) {
+      writer.uint32(16).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(24).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeProcessRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeProcessRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResizeProcessRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: ResizeProcessRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResizeProcessRequest>): ResizeProcessRequest {
+    return ResizeProcessRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ResizeProcessRequest>): ResizeProcessRequest {
+    const message = createBaseResizeProcessRequest();
+    message.id = object.id ?? "";
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
+    return message;
+  },
+};
+
+function createBaseResizeProcessResponse(): ResizeProcessResponse {
+  return {};
+}
+
+export const ResizeProcessResponse: MessageFns<ResizeProcessResponse> = {
+  encode(_: ResizeProcessResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResizeProcessResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResizeProcessResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ResizeProcessResponse {
+    return {};
+  },
+
+  toJSON(_: ResizeProcessResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ResizeProcessResponse>): ResizeProcessResponse {
+    return ResizeProcessResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ResizeProcessResponse>): ResizeProcessResponse {
+    const message = createBaseResizeProcessResponse();
+    return message;
+  },
+};
+
 function createBaseCloseProcessStdinRequest(): CloseProcessStdinRequest {
   return { id: "" };
 }
@@ -1555,6 +1808,364 @@ export const DeleteProcessResponse: MessageFns<DeleteProcessResponse> = {
   },
 };
 
+function createBaseStatsRequest(): StatsRequest {
+  return {};
+}
+
+export const StatsRequest: MessageFns<StatsRequest> = {
+  encode(_: StatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StatsRequest {
+    return {};
+  },
+
+  toJSON(_: StatsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsRequest>): StatsRequest {
+    return StatsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StatsRequest>): StatsRequest {
+    const message = createBaseStatsRequest();
+    return message;
+  },
+};
+
+function createBaseStatsResponse(): StatsResponse {
+  return {
+    cpuUsageUsec: 0n,
+    cpuUserUsec: 0n,
+    cpuSystemUsec: 0n,
+    memoryCurrentBytes: 0n,
+    memoryMaxBytes: 0n,
+    memoryAnonBytes: 0n,
+    memoryFileBytes: 0n,
+    pidsCurrent: 0n,
+    pidsMax: 0n,
+    uptimeNs: 0n,
+  };
+}
+
+export const StatsResponse: MessageFns<StatsResponse> = {
+  encode(message: StatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpuUsageUsec !== 0n) {
+      if (BigInt.asUintN(64, message.cpuUsageUsec) !== message.cpuUsageUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUsageUsec of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.cpuUsageUsec);
+    }
+    if (message.cpuUserUsec !== 0n) {
+      if (BigInt.asUintN(64, message.cpuUserUsec) !== message.cpuUserUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUserUsec of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.cpuUserUsec);
+    }
+    if (message.cpuSystemUsec !== 0n) {
+      if (BigInt.asUintN(64, message.cpuSystemUsec) !== message.cpuSystemUsec) {
+        throw new globalThis.Error("value provided for field message.cpuSystemUsec of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.cpuSystemUsec);
+    }
+    if (message.memoryCurrentBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryCurrentBytes) !== message.memoryCurrentBytes) {
+        throw new globalThis.Error("value provided for field message.memoryCurrentBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.memoryCurrentBytes);
+    }
+    if (message.memoryMaxBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryMaxBytes) !== message.memoryMaxBytes) {
+        throw new globalThis.Error("value provided for field message.memoryMaxBytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.memoryMaxBytes);
+    }
+    if (message.memoryAnonBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryAnonBytes) !== message.memoryAnonBytes) {
+        throw new globalThis.Error("value provided for field message.memoryAnonBytes of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.memoryAnonBytes);
+    }
+    if (message.memoryFileBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryFileBytes) !== message.memoryFileBytes) {
+        throw new globalThis.Error("value provided for field message.memoryFileBytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.memoryFileBytes);
+    }
+    if (message.pidsCurrent !== 0n) {
+      if (BigInt.asUintN(64, message.pidsCurrent) !== message.pidsCurrent) {
+        throw new globalThis.Error("value provided for field message.pidsCurrent of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.pidsCurrent);
+    }
+    if (message.pidsMax !== 0n) {
+      if (BigInt.asUintN(64, message.pidsMax) !== message.pidsMax) {
+        throw new globalThis.Error("value provided for field message.pidsMax of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.pidsMax);
+    }
+    if (message.uptimeNs !== 0n) {
+      if (BigInt.asUintN(64, message.uptimeNs) !== message.uptimeNs) {
+        throw new globalThis.Error("value provided for field message.uptimeNs of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.uptimeNs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cpuUsageUsec = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cpuUserUsec = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cpuSystemUsec = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.memoryCurrentBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.memoryMaxBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.memoryAnonBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.memoryFileBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.pidsCurrent = reader.uint64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.pidsMax = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.uptimeNs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsResponse {
+    return {
+      cpuUsageUsec: isSet(object.cpuUsageUsec)
+        ? BigInt(object.cpuUsageUsec)
+        : isSet(object.cpu_usage_usec)
+        ? BigInt(object.cpu_usage_usec)
+        : 0n,
+      cpuUserUsec: isSet(object.cpuUserUsec)
+        ? BigInt(object.cpuUserUsec)
+        : isSet(object.cpu_user_usec)
+        ? BigInt(object.cpu_user_usec)
+        : 0n,
+      cpuSystemUsec: isSet(object.cpuSystemUsec)
+        ? BigInt(object.cpuSystemUsec)
+        : isSet(object.cpu_system_usec)
+        ? BigInt(object.cpu_system_usec)
+        : 0n,
+      memoryCurrentBytes: isSet(object.memoryCurrentBytes)
+        ? BigInt(object.memoryCurrentBytes)
+        : isSet(object.memory_current_bytes)
+        ? BigInt(object.memory_current_bytes)
+        : 0n,
+      memoryMaxBytes: isSet(object.memoryMaxBytes)
+        ? BigInt(object.memoryMaxBytes)
+        : isSet(object.memory_max_bytes)
+        ? BigInt(object.memory_max_bytes)
+        : 0n,
+      memoryAnonBytes: isSet(object.memoryAnonBytes)
+        ? BigInt(object.memoryAnonBytes)
+        : isSet(object.memory_anon_bytes)
+        ? BigInt(object.memory_anon_bytes)
+        : 0n,
+      memoryFileBytes: isSet(object.memoryFileBytes)
+        ? BigInt(object.memoryFileBytes)
+        : isSet(object.memory_file_bytes)
+        ? BigInt(object.memory_file_bytes)
+        : 0n,
+      pidsCurrent: isSet(object.pidsCurrent)
+        ? BigInt(object.pidsCurrent)
+        : isSet(object.pids_current)
+        ? BigInt(object.pids_current)
+        : 0n,
+      pidsMax: isSet(object.pidsMax) ? BigInt(object.pidsMax) : isSet(object.pids_max) ? BigInt(object.pids_max) : 0n,
+      uptimeNs: isSet(object.uptimeNs)
+        ? BigInt(object.uptimeNs)
+        : isSet(object.uptime_ns)
+        ? BigInt(object.uptime_ns)
+        : 0n,
+    };
+  },
+
+  toJSON(message: StatsResponse): unknown {
+    const obj: any = {};
+    if (message.cpuUsageUsec !== 0n) {
+      obj.cpuUsageUsec = message.cpuUsageUsec.toString();
+    }
+    if (message.cpuUserUsec !== 0n) {
+      obj.cpuUserUsec = message.cpuUserUsec.toString();
+    }
+    if (message.cpuSystemUsec !== 0n) {
+      obj.cpuSystemUsec = message.cpuSystemUsec.toString();
+    }
+    if (message.memoryCurrentBytes !== 0n) {
+      obj.memoryCurrentBytes = message.memoryCurrentBytes.toString();
+    }
+    if (message.memoryMaxBytes !== 0n) {
+      obj.memoryMaxBytes = message.memoryMaxBytes.toString();
+    }
+    if (message.memoryAnonBytes !== 0n) {
+      obj.memoryAnonBytes = message.memoryAnonBytes.toString();
+    }
+    if (message.memoryFileBytes !== 0n) {
+      obj.memoryFileBytes = message.memoryFileBytes.toString();
+    }
+    if (message.pidsCurrent !== 0n) {
+      obj.pidsCurrent = message.pidsCurrent.toString();
+    }
+    if (message.pidsMax !== 0n) {
+      obj.pidsMax = message.pidsMax.toString();
+    }
+    if (message.uptimeNs !== 0n) {
+      obj.uptimeNs = message.uptimeNs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsResponse>): StatsResponse {
+    return StatsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatsResponse>): StatsResponse {
+    const message = createBaseStatsResponse();
+    message.cpuUsageUsec = (object.cpuUsageUsec !== undefined && object.cpuUsageUsec !== null)
+      ? BigInt(object.cpuUsageUsec)
+      : 0n;
+    message.cpuUserUsec = (object.cpuUserUsec !== undefined && object.cpuUserUsec !== null)
+      ? BigInt(object.cpuUserUsec)
+      : 0n;
+    message.cpuSystemUsec = (object.cpuSystemUsec !== undefined && object.cpuSystemUsec !== null)
+      ? BigInt(object.cpuSystemUsec)
+      : 0n;
+    message.memoryCurrentBytes = (object.memoryCurrentBytes !== undefined && object.memoryCurrentBytes !== null)
+      ? BigInt(object.memoryCurrentBytes)
+      : 0n;
+    message.memoryMaxBytes = (object.memoryMaxBytes !== undefined && object.memoryMaxBytes !== null)
+      ? BigInt(object.memoryMaxBytes)
+      : 0n;
+    message.memoryAnonBytes = (object.memoryAnonBytes !== undefined && object.memoryAnonBytes !== null)
+      ? BigInt(object.memoryAnonBytes)
+      : 0n;
+    message.memoryFileBytes = (object.memoryFileBytes !== undefined && object.memoryFileBytes !== null)
+      ? BigInt(object.memoryFileBytes)
+      : 0n;
+    message.pidsCurrent = (object.pidsCurrent !== undefined && object.pidsCurrent !== null)
+      ? BigInt(object.pidsCurrent)
+      : 0n;
+    message.pidsMax = (object.pidsMax !== undefined && object.pidsMax !== null) ? BigInt(object.pidsMax) : 0n;
+    message.uptimeNs = (object.uptimeNs !== undefined && object.uptimeNs !== null) ? BigInt(object.uptimeNs) : 0n;
+    return message;
+  },
+};
+
 function createBaseShutdownRequest(): ShutdownRequest {
   return {};
 }
@@ -1660,7 +2271,7 @@ export const ShutdownResponse: MessageFns<ShutdownResponse> = {
 };
 
 function createBaseBootstrapRequest(): BootstrapRequest {
-  return { mounts: [], process: undefined };
+  return { mounts: [], process: undefined, resources: undefined };
 }
 
 export const BootstrapRequest: MessageFns<BootstrapRequest> = {
@@ -1670,6 +2281,9 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     }
     if (message.process !== undefined) {
       CreateProcessRequest.encode(message.process, writer.uint32(18).fork()).join();
+    }
+    if (message.resources !== undefined) {
+      Resources.encode(message.resources, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1703,6 +2317,14 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
             message.process = CreateProcessRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.resources = Resources.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1719,6 +2341,7 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     return {
       mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => MountRequest.fromJSON(e)) : [],
       process: isSet(object.process) ? CreateProcessRequest.fromJSON(object.process) : undefined,
+      resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
     };
   },
 
@@ -1729,6 +2352,9 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     }
     if (message.process !== undefined) {
       obj.process = CreateProcessRequest.toJSON(message.process);
+    }
+    if (message.resources !== undefined) {
+      obj.resources = Resources.toJSON(message.resources);
     }
     return obj;
   },
@@ -1742,6 +2368,122 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     message.process = (object.process !== undefined && object.process !== null)
       ? CreateProcessRequest.fromPartial(object.process)
       : undefined;
+    message.resources = (object.resources !== undefined && object.resources !== null)
+      ? Resources.fromPartial(object.resources)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResources(): Resources {
+  return { cpus: 0, memoryBytes: 0n, pidsMax: 0n };
+}
+
+export const Resources: MessageFns<Resources> = {
+  encode(message: Resources, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpus !== 0) {
+      writer.uint32(9).double(message.cpus);
+    }
+    if (message.memoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryBytes) !== message.memoryBytes) {
+        throw new globalThis.Error("value provided for field message.memoryBytes of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.memoryBytes);
+    }
+    if (message.pidsMax !== 0n) {
+      if (BigInt.asIntN(64, message.pidsMax) !== message.pidsMax) {
+        throw new globalThis.Error("value provided for field message.pidsMax of type int64 too large");
+      }
+      writer.uint32(24).int64(message.pidsMax);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Resources {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResources();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 9) {
+              break;
+            }
+
+            message.cpus = reader.double();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.memoryBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pidsMax = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Resources {
+    return {
+      cpus: isSet(object.cpus) ? globalThis.Number(object.cpus) : 0,
+      memoryBytes: isSet(object.memoryBytes)
+        ? BigInt(object.memoryBytes)
+        : isSet(object.memory_bytes)
+        ? BigInt(object.memory_bytes)
+        : 0n,
+      pidsMax: isSet(object.pidsMax) ? BigInt(object.pidsMax) : isSet(object.pids_max) ? BigInt(object.pids_max) : 0n,
+    };
+  },
+
+  toJSON(message: Resources): unknown {
+    const obj: any = {};
+    if (message.cpus !== 0) {
+      obj.cpus = floatToJson(message.cpus);
+    }
+    if (message.memoryBytes !== 0n) {
+      obj.memoryBytes = message.memoryBytes.toString();
+    }
+    if (message.pidsMax !== 0n) {
+      obj.pidsMax = message.pidsMax.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Resources>): Resources {
+    return Resources.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Resources>): Resources {
+    const message = createBaseResources();
+    message.cpus = object.cpus ?? 0;
+    message.memoryBytes = (object.memoryBytes !== undefined && object.memoryBytes !== null)
+      ? BigInt(object.memoryBytes)
+      : 0n;
+    message.pidsMax = (object.pidsMax !== undefined && object.pidsMax !== null) ? BigInt(object.pidsMax) : 0n;
     return message;
   },
 };
@@ -2033,6 +2775,20 @@ export const AgentService = {
     responseDeserialize: (value: Buffer): KillProcessResponse => KillProcessResponse.decode(value),
   },
   /**
+   * Sets the window size of a process's terminal (invalidState without one);
+   * before StartProcess it sets the size the terminal starts with.
+   */
+  resizeProcess: {
+    path: "/container.agent.v1.Agent/ResizeProcess" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResizeProcessRequest): Buffer => Buffer.from(ResizeProcessRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResizeProcessRequest => ResizeProcessRequest.decode(value),
+    responseSerialize: (value: ResizeProcessResponse): Buffer =>
+      Buffer.from(ResizeProcessResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ResizeProcessResponse => ResizeProcessResponse.decode(value),
+  },
+  /**
    * Closes the process's stdin now. Closing the host end of the stdin
    * connection also ends stdin, after everything sent on it.
    */
@@ -2057,6 +2813,16 @@ export const AgentService = {
     responseSerialize: (value: DeleteProcessResponse): Buffer =>
       Buffer.from(DeleteProcessResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteProcessResponse => DeleteProcessResponse.decode(value),
+  },
+  /** The container's resource usage, from its cgroup. */
+  stats: {
+    path: "/container.agent.v1.Agent/Stats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatsRequest): Buffer => Buffer.from(StatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatsRequest => StatsRequest.decode(value),
+    responseSerialize: (value: StatsResponse): Buffer => Buffer.from(StatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatsResponse => StatsResponse.decode(value),
   },
   /**
    * Syncs every filesystem, then powers the VM off. The reply is sent before
@@ -2101,12 +2867,19 @@ export interface AgentServer extends UntypedServiceImplementation {
   /** Signals the process; a no-op once it has exited. */
   killProcess: handleUnaryCall<KillProcessRequest, KillProcessResponse>;
   /**
+   * Sets the window size of a process's terminal (invalidState without one);
+   * before StartProcess it sets the size the terminal starts with.
+   */
+  resizeProcess: handleUnaryCall<ResizeProcessRequest, ResizeProcessResponse>;
+  /**
    * Closes the process's stdin now. Closing the host end of the stdin
    * connection also ends stdin, after everything sent on it.
    */
   closeProcessStdin: handleUnaryCall<CloseProcessStdinRequest, CloseProcessStdinResponse>;
   /** Frees an exited (or never started) process; invalidState while running. */
   deleteProcess: handleUnaryCall<DeleteProcessRequest, DeleteProcessResponse>;
+  /** The container's resource usage, from its cgroup. */
+  stats: handleUnaryCall<StatsRequest, StatsResponse>;
   /**
    * Syncs every filesystem, then powers the VM off. The reply is sent before
    * the power-off, which the host observes as the hypervisor exiting.
@@ -2223,6 +2996,25 @@ export interface AgentClient extends Client {
     callback: (error: ServiceError | null, response: KillProcessResponse) => void,
   ): ClientUnaryCall;
   /**
+   * Sets the window size of a process's terminal (invalidState without one);
+   * before StartProcess it sets the size the terminal starts with.
+   */
+  resizeProcess(
+    request: ResizeProcessRequest,
+    callback: (error: ServiceError | null, response: ResizeProcessResponse) => void,
+  ): ClientUnaryCall;
+  resizeProcess(
+    request: ResizeProcessRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ResizeProcessResponse) => void,
+  ): ClientUnaryCall;
+  resizeProcess(
+    request: ResizeProcessRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ResizeProcessResponse) => void,
+  ): ClientUnaryCall;
+  /**
    * Closes the process's stdin now. Closing the host end of the stdin
    * connection also ends stdin, after everything sent on it.
    */
@@ -2257,6 +3049,22 @@ export interface AgentClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteProcessResponse) => void,
   ): ClientUnaryCall;
+  /** The container's resource usage, from its cgroup. */
+  stats(
+    request: StatsRequest,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
+  ): ClientUnaryCall;
+  stats(
+    request: StatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
+  ): ClientUnaryCall;
+  stats(
+    request: StatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
+  ): ClientUnaryCall;
   /**
    * Syncs every filesystem, then powers the VM off. The reply is sent before
    * the power-off, which the host observes as the hypervisor exiting.
@@ -2283,6 +3091,10 @@ export const AgentClient = makeGenericClientConstructor(AgentService, "container
   service: typeof AgentService;
   serviceName: string;
 };
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 

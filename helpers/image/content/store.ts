@@ -22,6 +22,11 @@ const HEAD_BYTES = 8;
 /** JSON documents (manifests, configs) are read whole; anything bigger is not one. */
 export const MAX_DOCUMENT_BYTES = 8 * 1024 * 1024;
 
+/** The `sha256:<hex>` digest of bytes held in memory. */
+export function digestOf(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
 export function digestHex(digest: string): string {
   return digest.slice(digest.indexOf(":") + 1);
 }
@@ -117,11 +122,11 @@ export class ContentStore {
     return file.digest;
   }
 
-  /** Stores bytes held in memory (a synthesised manifest). */
-  async put(bytes: Buffer): Promise<string> {
+  /** Stores bytes held in memory (a synthesised or fetched manifest), verified as commit() does. */
+  async put(bytes: Buffer, expected: { digest?: string; size?: number } = {}): Promise<string> {
     const dir = await this.ingestDir();
     try {
-      return await this.commit(await this.writeIngest(dir, [bytes]));
+      return await this.commit(await this.writeIngest(dir, [bytes]), expected);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

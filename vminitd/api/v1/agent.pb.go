@@ -258,7 +258,13 @@ type ProcessSpec struct {
 	// Who the process runs as, Docker's `-u` forms: "", name, uid, name:group,
 	// uid:gid... resolved against the rootfs's /etc/passwd and /etc/group
 	// ("" is root). HOME and PATH are filled in when env lacks them.
-	User          string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	User string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	// A pty as stdin, stdout and stderr (the controlling terminal); its output
+	// goes to the stdout port and there is no stderr stream. Like OCI's
+	// process.terminal, with the initial size (0: unset) as consoleSize.
+	Terminal      bool   `protobuf:"varint,7,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	Rows          uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +339,27 @@ func (x *ProcessSpec) GetUser() string {
 		return x.User
 	}
 	return ""
+}
+
+func (x *ProcessSpec) GetTerminal() bool {
+	if x != nil {
+		return x.Terminal
+	}
+	return false
+}
+
+func (x *ProcessSpec) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ProcessSpec) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
 }
 
 type CreateProcessRequest struct {
@@ -722,6 +749,102 @@ func (*KillProcessResponse) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
+type ResizeProcessRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Rows          uint32                 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,3,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeProcessRequest) Reset() {
+	*x = ResizeProcessRequest{}
+	mi := &file_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeProcessRequest) ProtoMessage() {}
+
+func (x *ResizeProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeProcessRequest.ProtoReflect.Descriptor instead.
+func (*ResizeProcessRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResizeProcessRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ResizeProcessRequest) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *ResizeProcessRequest) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
+type ResizeProcessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResizeProcessResponse) Reset() {
+	*x = ResizeProcessResponse{}
+	mi := &file_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResizeProcessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResizeProcessResponse) ProtoMessage() {}
+
+func (x *ResizeProcessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResizeProcessResponse.ProtoReflect.Descriptor instead.
+func (*ResizeProcessResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{14}
+}
+
 type CloseProcessStdinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -731,7 +854,7 @@ type CloseProcessStdinRequest struct {
 
 func (x *CloseProcessStdinRequest) Reset() {
 	*x = CloseProcessStdinRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +866,7 @@ func (x *CloseProcessStdinRequest) String() string {
 func (*CloseProcessStdinRequest) ProtoMessage() {}
 
 func (x *CloseProcessStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +879,7 @@ func (x *CloseProcessStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseProcessStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseProcessStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseProcessStdinRequest) GetId() string {
@@ -774,7 +897,7 @@ type CloseProcessStdinResponse struct {
 
 func (x *CloseProcessStdinResponse) Reset() {
 	*x = CloseProcessStdinResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +909,7 @@ func (x *CloseProcessStdinResponse) String() string {
 func (*CloseProcessStdinResponse) ProtoMessage() {}
 
 func (x *CloseProcessStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +922,7 @@ func (x *CloseProcessStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseProcessStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseProcessStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type DeleteProcessRequest struct {
@@ -811,7 +934,7 @@ type DeleteProcessRequest struct {
 
 func (x *DeleteProcessRequest) Reset() {
 	*x = DeleteProcessRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +946,7 @@ func (x *DeleteProcessRequest) String() string {
 func (*DeleteProcessRequest) ProtoMessage() {}
 
 func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +959,7 @@ func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DeleteProcessRequest) GetId() string {
@@ -854,7 +977,7 @@ type DeleteProcessResponse struct {
 
 func (x *DeleteProcessResponse) Reset() {
 	*x = DeleteProcessResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +989,7 @@ func (x *DeleteProcessResponse) String() string {
 func (*DeleteProcessResponse) ProtoMessage() {}
 
 func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1002,162 @@ func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{18}
+}
+
+type StatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsRequest) Reset() {
+	*x = StatsRequest{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsRequest) ProtoMessage() {}
+
+func (x *StatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
+func (*StatsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+type StatsResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	CpuUsageUsec       uint64                 `protobuf:"varint,1,opt,name=cpu_usage_usec,json=cpuUsageUsec,proto3" json:"cpu_usage_usec,omitempty"`
+	CpuUserUsec        uint64                 `protobuf:"varint,2,opt,name=cpu_user_usec,json=cpuUserUsec,proto3" json:"cpu_user_usec,omitempty"`
+	CpuSystemUsec      uint64                 `protobuf:"varint,3,opt,name=cpu_system_usec,json=cpuSystemUsec,proto3" json:"cpu_system_usec,omitempty"`
+	MemoryCurrentBytes uint64                 `protobuf:"varint,4,opt,name=memory_current_bytes,json=memoryCurrentBytes,proto3" json:"memory_current_bytes,omitempty"`
+	// 0: no limit.
+	MemoryMaxBytes  uint64 `protobuf:"varint,5,opt,name=memory_max_bytes,json=memoryMaxBytes,proto3" json:"memory_max_bytes,omitempty"`
+	MemoryAnonBytes uint64 `protobuf:"varint,6,opt,name=memory_anon_bytes,json=memoryAnonBytes,proto3" json:"memory_anon_bytes,omitempty"`
+	MemoryFileBytes uint64 `protobuf:"varint,7,opt,name=memory_file_bytes,json=memoryFileBytes,proto3" json:"memory_file_bytes,omitempty"`
+	PidsCurrent     uint64 `protobuf:"varint,8,opt,name=pids_current,json=pidsCurrent,proto3" json:"pids_current,omitempty"`
+	// 0: no limit.
+	PidsMax uint64 `protobuf:"varint,9,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
+	// Guest uptime when read, so that two samples give rates.
+	UptimeNs      uint64 `protobuf:"varint,10,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsResponse) Reset() {
+	*x = StatsResponse{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsResponse) ProtoMessage() {}
+
+func (x *StatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
+func (*StatsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *StatsResponse) GetCpuUsageUsec() uint64 {
+	if x != nil {
+		return x.CpuUsageUsec
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuUserUsec() uint64 {
+	if x != nil {
+		return x.CpuUserUsec
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetCpuSystemUsec() uint64 {
+	if x != nil {
+		return x.CpuSystemUsec
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryCurrentBytes() uint64 {
+	if x != nil {
+		return x.MemoryCurrentBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryMaxBytes() uint64 {
+	if x != nil {
+		return x.MemoryMaxBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryAnonBytes() uint64 {
+	if x != nil {
+		return x.MemoryAnonBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetMemoryFileBytes() uint64 {
+	if x != nil {
+		return x.MemoryFileBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetPidsCurrent() uint64 {
+	if x != nil {
+		return x.PidsCurrent
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetPidsMax() uint64 {
+	if x != nil {
+		return x.PidsMax
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetUptimeNs() uint64 {
+	if x != nil {
+		return x.UptimeNs
+	}
+	return 0
 }
 
 type ShutdownRequest struct {
@@ -890,7 +1168,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1180,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1193,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type ShutdownResponse struct {
@@ -926,7 +1204,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1216,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1229,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 // The bootstrap channel. With the kernel argument vminitd.bootstrap=<port>,
@@ -966,15 +1244,18 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 type BootstrapRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Done in order before the process is created.
-	Mounts        []*MountRequest       `protobuf:"bytes,1,rep,name=mounts,proto3" json:"mounts,omitempty"`
-	Process       *CreateProcessRequest `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	Mounts  []*MountRequest       `protobuf:"bytes,1,rep,name=mounts,proto3" json:"mounts,omitempty"`
+	Process *CreateProcessRequest `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	// Limits of the container's cgroup, which holds every process of the
+	// container (this one and later ones) and is its /sys/fs/cgroup.
+	Resources     *Resources `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1267,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1280,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BootstrapRequest) GetMounts() []*MountRequest {
@@ -1014,6 +1295,76 @@ func (x *BootstrapRequest) GetProcess() *CreateProcessRequest {
 		return x.Process
 	}
 	return nil
+}
+
+func (x *BootstrapRequest) GetResources() *Resources {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+type Resources struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU bandwidth in CPUs (cpu.max); 0: no limit.
+	Cpus float64 `protobuf:"fixed64,1,opt,name=cpus,proto3" json:"cpus,omitempty"`
+	// memory.max in bytes; 0: no limit.
+	MemoryBytes uint64 `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	// pids.max; 0: no limit.
+	PidsMax       int64 `protobuf:"varint,3,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Resources) Reset() {
+	*x = Resources{}
+	mi := &file_agent_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Resources) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Resources) ProtoMessage() {}
+
+func (x *Resources) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Resources.ProtoReflect.Descriptor instead.
+func (*Resources) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Resources) GetCpus() float64 {
+	if x != nil {
+		return x.Cpus
+	}
+	return 0
+}
+
+func (x *Resources) GetMemoryBytes() uint64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *Resources) GetPidsMax() int64 {
+	if x != nil {
+		return x.PidsMax
+	}
+	return 0
 }
 
 // Events of the bootstrap process, in this order: `started`, then `exited`;
@@ -1034,7 +1385,7 @@ type BootstrapEvent struct {
 
 func (x *BootstrapEvent) Reset() {
 	*x = BootstrapEvent{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1397,7 @@ func (x *BootstrapEvent) String() string {
 func (*BootstrapEvent) ProtoMessage() {}
 
 func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1410,7 @@ func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapEvent.ProtoReflect.Descriptor instead.
 func (*BootstrapEvent) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BootstrapEvent) GetEvent() isBootstrapEvent_Event {
@@ -1132,7 +1483,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1495,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1508,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Failure) GetCode() string {
@@ -1197,14 +1548,17 @@ const file_agent_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
 	"\x06fstype\x18\x03 \x01(\tR\x06fstype\x12\x18\n" +
 	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x0f\n" +
-	"\rMountResponse\"\x9a\x01\n" +
+	"\rMountResponse\"\xde\x01\n" +
 	"\vProcessSpec\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
 	"\x03cwd\x18\x03 \x01(\tR\x03cwd\x12\x16\n" +
 	"\x06rootfs\x18\x04 \x01(\tR\x06rootfs\x12'\n" +
 	"\x0freadonly_rootfs\x18\x05 \x01(\bR\x0ereadonlyRootfs\x12\x12\n" +
-	"\x04user\x18\x06 \x01(\tR\x04user\"\xbc\x01\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\x12\x1a\n" +
+	"\bterminal\x18\a \x01(\bR\bterminal\x12\x12\n" +
+	"\x04rows\x18\b \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\t \x01(\rR\x04cols\"\xbc\x01\n" +
 	"\x14CreateProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1f.container.agent.v1.ProcessSpecR\x04spec\x12\x1d\n" +
@@ -1228,18 +1582,41 @@ const file_agent_proto_rawDesc = "" +
 	"\x12KillProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06signal\x18\x02 \x01(\x05R\x06signal\"\x15\n" +
-	"\x13KillProcessResponse\"*\n" +
+	"\x13KillProcessResponse\"N\n" +
+	"\x14ResizeProcessRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x03 \x01(\rR\x04cols\"\x17\n" +
+	"\x15ResizeProcessResponse\"*\n" +
 	"\x18CloseProcessStdinRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
 	"\x19CloseProcessStdinResponse\"&\n" +
 	"\x14DeleteProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15DeleteProcessResponse\"\x11\n" +
+	"\x15DeleteProcessResponse\"\x0e\n" +
+	"\fStatsRequest\"\x90\x03\n" +
+	"\rStatsResponse\x12$\n" +
+	"\x0ecpu_usage_usec\x18\x01 \x01(\x04R\fcpuUsageUsec\x12\"\n" +
+	"\rcpu_user_usec\x18\x02 \x01(\x04R\vcpuUserUsec\x12&\n" +
+	"\x0fcpu_system_usec\x18\x03 \x01(\x04R\rcpuSystemUsec\x120\n" +
+	"\x14memory_current_bytes\x18\x04 \x01(\x04R\x12memoryCurrentBytes\x12(\n" +
+	"\x10memory_max_bytes\x18\x05 \x01(\x04R\x0ememoryMaxBytes\x12*\n" +
+	"\x11memory_anon_bytes\x18\x06 \x01(\x04R\x0fmemoryAnonBytes\x12*\n" +
+	"\x11memory_file_bytes\x18\a \x01(\x04R\x0fmemoryFileBytes\x12!\n" +
+	"\fpids_current\x18\b \x01(\x04R\vpidsCurrent\x12\x19\n" +
+	"\bpids_max\x18\t \x01(\x04R\apidsMax\x12\x1b\n" +
+	"\tuptime_ns\x18\n" +
+	" \x01(\x04R\buptimeNs\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse\"\x90\x01\n" +
+	"\x10ShutdownResponse\"\xcd\x01\n" +
 	"\x10BootstrapRequest\x128\n" +
 	"\x06mounts\x18\x01 \x03(\v2 .container.agent.v1.MountRequestR\x06mounts\x12B\n" +
-	"\aprocess\x18\x02 \x01(\v2(.container.agent.v1.CreateProcessRequestR\aprocess\"\xd9\x01\n" +
+	"\aprocess\x18\x02 \x01(\v2(.container.agent.v1.CreateProcessRequestR\aprocess\x12;\n" +
+	"\tresources\x18\x03 \x01(\v2\x1d.container.agent.v1.ResourcesR\tresources\"]\n" +
+	"\tResources\x12\x12\n" +
+	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12\x19\n" +
+	"\bpids_max\x18\x03 \x01(\x03R\apidsMax\"\xd9\x01\n" +
 	"\x0eBootstrapEvent\x12D\n" +
 	"\astarted\x18\x01 \x01(\v2(.container.agent.v1.StartProcessResponseH\x00R\astarted\x12A\n" +
 	"\x06exited\x18\x02 \x01(\v2'.container.agent.v1.WaitProcessResponseH\x00R\x06exited\x125\n" +
@@ -1248,16 +1625,18 @@ const file_agent_proto_rawDesc = "" +
 	"\aFailure\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04hint\x18\x03 \x01(\tR\x04hint2\xd8\x06\n" +
+	"\x04hint\x18\x03 \x01(\tR\x04hint2\x8c\b\n" +
 	"\x05Agent\x12I\n" +
 	"\x04Ping\x12\x1f.container.agent.v1.PingRequest\x1a .container.agent.v1.PingResponse\x12L\n" +
 	"\x05Mount\x12 .container.agent.v1.MountRequest\x1a!.container.agent.v1.MountResponse\x12d\n" +
 	"\rCreateProcess\x12(.container.agent.v1.CreateProcessRequest\x1a).container.agent.v1.CreateProcessResponse\x12a\n" +
 	"\fStartProcess\x12'.container.agent.v1.StartProcessRequest\x1a(.container.agent.v1.StartProcessResponse\x12^\n" +
 	"\vWaitProcess\x12&.container.agent.v1.WaitProcessRequest\x1a'.container.agent.v1.WaitProcessResponse\x12^\n" +
-	"\vKillProcess\x12&.container.agent.v1.KillProcessRequest\x1a'.container.agent.v1.KillProcessResponse\x12p\n" +
+	"\vKillProcess\x12&.container.agent.v1.KillProcessRequest\x1a'.container.agent.v1.KillProcessResponse\x12d\n" +
+	"\rResizeProcess\x12(.container.agent.v1.ResizeProcessRequest\x1a).container.agent.v1.ResizeProcessResponse\x12p\n" +
 	"\x11CloseProcessStdin\x12,.container.agent.v1.CloseProcessStdinRequest\x1a-.container.agent.v1.CloseProcessStdinResponse\x12d\n" +
-	"\rDeleteProcess\x12(.container.agent.v1.DeleteProcessRequest\x1a).container.agent.v1.DeleteProcessResponse\x12U\n" +
+	"\rDeleteProcess\x12(.container.agent.v1.DeleteProcessRequest\x1a).container.agent.v1.DeleteProcessResponse\x12L\n" +
+	"\x05Stats\x12 .container.agent.v1.StatsRequest\x1a!.container.agent.v1.StatsResponse\x12U\n" +
 	"\bShutdown\x12#.container.agent.v1.ShutdownRequest\x1a$.container.agent.v1.ShutdownResponseB:Z8github.com/container-vm/container/vminitd/api/v1;agentv1b\x06proto3"
 
 var (
@@ -1272,7 +1651,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),               // 0: container.agent.v1.PingRequest
 	(*PingResponse)(nil),              // 1: container.agent.v1.PingResponse
@@ -1287,46 +1666,56 @@ var file_agent_proto_goTypes = []any{
 	(*WaitProcessResponse)(nil),       // 10: container.agent.v1.WaitProcessResponse
 	(*KillProcessRequest)(nil),        // 11: container.agent.v1.KillProcessRequest
 	(*KillProcessResponse)(nil),       // 12: container.agent.v1.KillProcessResponse
-	(*CloseProcessStdinRequest)(nil),  // 13: container.agent.v1.CloseProcessStdinRequest
-	(*CloseProcessStdinResponse)(nil), // 14: container.agent.v1.CloseProcessStdinResponse
-	(*DeleteProcessRequest)(nil),      // 15: container.agent.v1.DeleteProcessRequest
-	(*DeleteProcessResponse)(nil),     // 16: container.agent.v1.DeleteProcessResponse
-	(*ShutdownRequest)(nil),           // 17: container.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),          // 18: container.agent.v1.ShutdownResponse
-	(*BootstrapRequest)(nil),          // 19: container.agent.v1.BootstrapRequest
-	(*BootstrapEvent)(nil),            // 20: container.agent.v1.BootstrapEvent
-	(*Failure)(nil),                   // 21: container.agent.v1.Failure
+	(*ResizeProcessRequest)(nil),      // 13: container.agent.v1.ResizeProcessRequest
+	(*ResizeProcessResponse)(nil),     // 14: container.agent.v1.ResizeProcessResponse
+	(*CloseProcessStdinRequest)(nil),  // 15: container.agent.v1.CloseProcessStdinRequest
+	(*CloseProcessStdinResponse)(nil), // 16: container.agent.v1.CloseProcessStdinResponse
+	(*DeleteProcessRequest)(nil),      // 17: container.agent.v1.DeleteProcessRequest
+	(*DeleteProcessResponse)(nil),     // 18: container.agent.v1.DeleteProcessResponse
+	(*StatsRequest)(nil),              // 19: container.agent.v1.StatsRequest
+	(*StatsResponse)(nil),             // 20: container.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),           // 21: container.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),          // 22: container.agent.v1.ShutdownResponse
+	(*BootstrapRequest)(nil),          // 23: container.agent.v1.BootstrapRequest
+	(*Resources)(nil),                 // 24: container.agent.v1.Resources
+	(*BootstrapEvent)(nil),            // 25: container.agent.v1.BootstrapEvent
+	(*Failure)(nil),                   // 26: container.agent.v1.Failure
 }
 var file_agent_proto_depIdxs = []int32{
 	4,  // 0: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
 	2,  // 1: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
 	5,  // 2: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
-	8,  // 3: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
-	10, // 4: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
-	21, // 5: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
-	0,  // 6: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
-	2,  // 7: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
-	5,  // 8: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
-	7,  // 9: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
-	9,  // 10: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
-	11, // 11: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
-	13, // 12: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
-	15, // 13: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
-	17, // 14: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
-	1,  // 15: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
-	3,  // 16: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
-	6,  // 17: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
-	8,  // 18: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
-	10, // 19: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
-	12, // 20: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
-	14, // 21: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
-	16, // 22: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
-	18, // 23: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
-	15, // [15:24] is the sub-list for method output_type
-	6,  // [6:15] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	24, // 3: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
+	8,  // 4: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
+	10, // 5: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
+	26, // 6: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
+	0,  // 7: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
+	2,  // 8: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
+	5,  // 9: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
+	7,  // 10: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
+	9,  // 11: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
+	11, // 12: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
+	13, // 13: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
+	15, // 14: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
+	17, // 15: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
+	19, // 16: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
+	21, // 17: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
+	1,  // 18: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
+	3,  // 19: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
+	6,  // 20: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
+	8,  // 21: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
+	10, // 22: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
+	12, // 23: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
+	14, // 24: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
+	16, // 25: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
+	18, // 26: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
+	20, // 27: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
+	22, // 28: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
+	18, // [18:29] is the sub-list for method output_type
+	7,  // [7:18] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1334,7 +1723,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[20].OneofWrappers = []any{
+	file_agent_proto_msgTypes[25].OneofWrappers = []any{
 		(*BootstrapEvent_Started)(nil),
 		(*BootstrapEvent_Exited)(nil),
 		(*BootstrapEvent_Failed)(nil),
@@ -1345,7 +1734,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

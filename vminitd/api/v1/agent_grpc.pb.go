@@ -37,8 +37,10 @@ const (
 	Agent_StartProcess_FullMethodName      = "/container.agent.v1.Agent/StartProcess"
 	Agent_WaitProcess_FullMethodName       = "/container.agent.v1.Agent/WaitProcess"
 	Agent_KillProcess_FullMethodName       = "/container.agent.v1.Agent/KillProcess"
+	Agent_ResizeProcess_FullMethodName     = "/container.agent.v1.Agent/ResizeProcess"
 	Agent_CloseProcessStdin_FullMethodName = "/container.agent.v1.Agent/CloseProcessStdin"
 	Agent_DeleteProcess_FullMethodName     = "/container.agent.v1.Agent/DeleteProcess"
+	Agent_Stats_FullMethodName             = "/container.agent.v1.Agent/Stats"
 	Agent_Shutdown_FullMethodName          = "/container.agent.v1.Agent/Shutdown"
 )
 
@@ -66,11 +68,16 @@ type AgentClient interface {
 	WaitProcess(ctx context.Context, in *WaitProcessRequest, opts ...grpc.CallOption) (*WaitProcessResponse, error)
 	// Signals the process; a no-op once it has exited.
 	KillProcess(ctx context.Context, in *KillProcessRequest, opts ...grpc.CallOption) (*KillProcessResponse, error)
+	// Sets the window size of a process's terminal (invalidState without one);
+	// before StartProcess it sets the size the terminal starts with.
+	ResizeProcess(ctx context.Context, in *ResizeProcessRequest, opts ...grpc.CallOption) (*ResizeProcessResponse, error)
 	// Closes the process's stdin now. Closing the host end of the stdin
 	// connection also ends stdin, after everything sent on it.
 	CloseProcessStdin(ctx context.Context, in *CloseProcessStdinRequest, opts ...grpc.CallOption) (*CloseProcessStdinResponse, error)
 	// Frees an exited (or never started) process; invalidState while running.
 	DeleteProcess(ctx context.Context, in *DeleteProcessRequest, opts ...grpc.CallOption) (*DeleteProcessResponse, error)
+	// The container's resource usage, from its cgroup.
+	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
 	// the power-off, which the host observes as the hypervisor exiting.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
@@ -144,6 +151,16 @@ func (c *agentClient) KillProcess(ctx context.Context, in *KillProcessRequest, o
 	return out, nil
 }
 
+func (c *agentClient) ResizeProcess(ctx context.Context, in *ResizeProcessRequest, opts ...grpc.CallOption) (*ResizeProcessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResizeProcessResponse)
+	err := c.cc.Invoke(ctx, Agent_ResizeProcess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) CloseProcessStdin(ctx context.Context, in *CloseProcessStdinRequest, opts ...grpc.CallOption) (*CloseProcessStdinResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseProcessStdinResponse)
@@ -158,6 +175,16 @@ func (c *agentClient) DeleteProcess(ctx context.Context, in *DeleteProcessReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteProcessResponse)
 	err := c.cc.Invoke(ctx, Agent_DeleteProcess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatsResponse)
+	err := c.cc.Invoke(ctx, Agent_Stats_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -198,11 +225,16 @@ type AgentServer interface {
 	WaitProcess(context.Context, *WaitProcessRequest) (*WaitProcessResponse, error)
 	// Signals the process; a no-op once it has exited.
 	KillProcess(context.Context, *KillProcessRequest) (*KillProcessResponse, error)
+	// Sets the window size of a process's terminal (invalidState without one);
+	// before StartProcess it sets the size the terminal starts with.
+	ResizeProcess(context.Context, *ResizeProcessRequest) (*ResizeProcessResponse, error)
 	// Closes the process's stdin now. Closing the host end of the stdin
 	// connection also ends stdin, after everything sent on it.
 	CloseProcessStdin(context.Context, *CloseProcessStdinRequest) (*CloseProcessStdinResponse, error)
 	// Frees an exited (or never started) process; invalidState while running.
 	DeleteProcess(context.Context, *DeleteProcessRequest) (*DeleteProcessResponse, error)
+	// The container's resource usage, from its cgroup.
+	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
 	// the power-off, which the host observes as the hypervisor exiting.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
@@ -234,11 +266,17 @@ func (UnimplementedAgentServer) WaitProcess(context.Context, *WaitProcessRequest
 func (UnimplementedAgentServer) KillProcess(context.Context, *KillProcessRequest) (*KillProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method KillProcess not implemented")
 }
+func (UnimplementedAgentServer) ResizeProcess(context.Context, *ResizeProcessRequest) (*ResizeProcessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResizeProcess not implemented")
+}
 func (UnimplementedAgentServer) CloseProcessStdin(context.Context, *CloseProcessStdinRequest) (*CloseProcessStdinResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseProcessStdin not implemented")
 }
 func (UnimplementedAgentServer) DeleteProcess(context.Context, *DeleteProcessRequest) (*DeleteProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteProcess not implemented")
+}
+func (UnimplementedAgentServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
 }
 func (UnimplementedAgentServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -372,6 +410,24 @@ func _Agent_KillProcess_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_ResizeProcess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResizeProcessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ResizeProcess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ResizeProcess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ResizeProcess(ctx, req.(*ResizeProcessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_CloseProcessStdin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseProcessStdinRequest)
 	if err := dec(in); err != nil {
@@ -404,6 +460,24 @@ func _Agent_DeleteProcess_Handler(srv interface{}, ctx context.Context, dec func
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AgentServer).DeleteProcess(ctx, req.(*DeleteProcessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Stats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Stats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Stats(ctx, req.(*StatsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -458,12 +532,20 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Agent_KillProcess_Handler,
 		},
 		{
+			MethodName: "ResizeProcess",
+			Handler:    _Agent_ResizeProcess_Handler,
+		},
+		{
 			MethodName: "CloseProcessStdin",
 			Handler:    _Agent_CloseProcessStdin_Handler,
 		},
 		{
 			MethodName: "DeleteProcess",
 			Handler:    _Agent_DeleteProcess_Handler,
+		},
+		{
+			MethodName: "Stats",
+			Handler:    _Agent_Stats_Handler,
 		},
 		{
 			MethodName: "Shutdown",

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/container-vm/container/vminitd/internal/boot"
+	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/config"
 	"github.com/container-vm/container/vminitd/internal/logging"
 	"github.com/container-vm/container/vminitd/internal/mount"
@@ -78,6 +79,11 @@ func main() {
 	}
 	if err := boot.SetHostname(cfg.Hostname); err != nil {
 		log.Warn("set hostname", "hostname", cfg.Hostname, "err", err)
+	}
+	if pid1 {
+		if err := ownCgroup(); err != nil {
+			log.Warn("vminitd's own cgroup", "err", err)
+		}
 	}
 	if err := process.BecomeSubreaper(); err != nil && !pid1 {
 		log.Warn("cannot become a child subreaper", "err", err)
@@ -171,6 +177,23 @@ func sleepForever() {
 // dialHost connects to a host vsock port (the process stdio streams).
 func dialHost(ctx context.Context, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, hostCID, port, nil)
+}
+
+// agentMemoryMax caps vminitd's own memory (it uses a few MiB): a runaway
+// agent is stopped by the kernel before it starves the container.
+const agentMemoryMax = 256 << 20
+
+// ownCgroup enables the controllers and moves vminitd into a cgroup of its
+// own, so that the container's group holds the container's processes only.
+func ownCgroup() error {
+	if err := cgroup.EnableControllers(cgroup.Root); err != nil {
+		return err
+	}
+	g, err := cgroup.Create(cgroup.Root, "vminitd", cgroup.Limits{MemoryBytes: agentMemoryMax})
+	if err != nil {
+		return err
+	}
+	return g.Join(os.Getpid())
 }
 
 // dialBootstrap starts dialing the host's bootstrap port at once, so the

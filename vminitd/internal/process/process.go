@@ -6,6 +6,8 @@ package process
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
 	"github.com/container-vm/container/vminitd/internal/user"
@@ -30,6 +35,11 @@ type Spec struct {
 	ReadonlyRootfs bool
 	// User is Docker's -u spec, resolved in the rootfs (user.Resolve).
 	User string
+	// Terminal gives the process a pty as stdin, stdout and stderr (its
+	// controlling terminal); the output goes to the stdout port.
+	Terminal bool
+	// Rows and Cols are the terminal's initial size (0: unset).
+	Rows, Cols uint16
 }
 
 // Ports are the host vsock ports of a process's streams; 0 = /dev/null.
@@ -56,6 +66,7 @@ type Process struct {
 	pid    int
 	conns  *stdioConns
 	stdin  *stdinCopier
+	pty    *os.File // the terminal's master, with Spec.Terminal
 	exit   Exit
 	exited chan struct{} // closed when the reaper delivers the status
 	done   chan struct{} // closed once exited and output drained
@@ -66,8 +77,14 @@ type Manager struct {
 	log    *slog.Logger
 	reaper *Reaper
 	dial   Dialer
-	// prepare readies a rootfs before its first process (RootfsPreparer).
-	prepare func(rootfs string) error
+	// prepare readies a rootfs before its first process (RootfsPreparer),
+	// showing it the container's cgroup when there is one.
+	prepare func(rootfs, cgroupPath string) error
+	// cgroup holds the container's processes; nil until UseCgroup. Guarded
+	// by cgMu, not mu: Start reads it while holding a process's lock.
+	cgMu     sync.Mutex
+	cgroup   *cgroup.Group
+	cgroupFD int
 
 	mu    sync.Mutex
 	procs map[string]*Process
@@ -77,17 +94,41 @@ type Manager struct {
 // stdio with dial.
 func NewManager(log *slog.Logger, reaper *Reaper, dial Dialer) *Manager {
 	return &Manager{
-		log:     log,
-		reaper:  reaper,
-		dial:    dial,
-		prepare: NewRootfsPreparer(log).Prepare,
-		procs:   make(map[string]*Process),
+		log:      log,
+		reaper:   reaper,
+		dial:     dial,
+		prepare:  NewRootfsPreparer(log).Prepare,
+		cgroupFD: -1,
+		procs:    make(map[string]*Process),
 	}
 }
 
 // dialTimeout bounds connecting the stdio streams; the host listens before it
 // asks, so this only matters when something is broken.
 const dialTimeout = 10 * time.Second
+
+// UseCgroup makes every process started from now on start in g (its limits,
+// its statistics) and shows g to the container as its /sys/fs/cgroup.
+func (m *Manager) UseCgroup(g *cgroup.Group) error {
+	fd, err := g.OpenFD()
+	if err != nil {
+		return fmt.Errorf("open cgroup %s: %w", g.Path, err)
+	}
+	m.cgMu.Lock()
+	defer m.cgMu.Unlock()
+	if m.cgroupFD >= 0 {
+		_ = unix.Close(m.cgroupFD)
+	}
+	m.cgroup, m.cgroupFD = g, fd
+	return nil
+}
+
+// Cgroup is the container's cgroup, nil before UseCgroup.
+func (m *Manager) Cgroup() *cgroup.Group {
+	m.cgMu.Lock()
+	defer m.cgMu.Unlock()
+	return m.cgroup
+}
 
 // ValidateSpec checks a spec without touching anything but the rootfs's
 // existence, and fills defaults (cwd "/").
@@ -178,7 +219,14 @@ func (m *Manager) Start(id string) (int, error) {
 		return 0, errdefs.InvalidStatef("process %q was already started", id)
 	}
 	spec := p.spec
-	if err := m.prepare(spec.Rootfs); err != nil {
+	m.cgMu.Lock()
+	group, groupFD := m.cgroup, m.cgroupFD
+	m.cgMu.Unlock()
+	groupPath := ""
+	if group != nil {
+		groupPath = group.Path
+	}
+	if err := m.prepare(spec.Rootfs, groupPath); err != nil {
 		return 0, errdefs.Wrap(errdefs.Internal, err)
 	}
 	if spec.ReadonlyRootfs {
@@ -202,7 +250,8 @@ func (m *Manager) Start(id string) (int, error) {
 	// The three child ends, and what we keep: the stdin pipe's write end and
 	// the output pipes' read ends.
 	var child [3]*os.File
-	var stdinW, stdoutR, stderrR *os.File
+	var stdoutR, stderrR *os.File
+	var stdinW io.WriteCloser
 	closeAll := func(fs ...*os.File) {
 		for _, f := range fs {
 			if f != nil {
@@ -212,13 +261,29 @@ func (m *Manager) Start(id string) (int, error) {
 	}
 	fail := func(err error) (int, error) {
 		closeAll(child[:]...)
-		closeAll(stdinW, stdoutR, stderrR)
+		closeAll(stdoutR, stderrR)
+		if stdinW != nil {
+			_ = stdinW.Close()
+		}
 		return 0, err
 	}
-	if p.conns.stdin != nil {
-		if child[0], stdinW, err = os.Pipe(); err != nil {
+	if spec.Terminal {
+		master, slave, err := openPty(spec.Rootfs, spec.Rows, spec.Cols)
+		if err != nil {
+			return fail(errdefs.Internalf("terminal: %w", err))
+		}
+		child = [3]*os.File{slave, slave, slave}
+		stdoutR = master
+		if p.conns.stdin != nil {
+			stdinW = keepOpen{master}
+		}
+		p.pty = master
+	} else if p.conns.stdin != nil {
+		var w *os.File
+		if child[0], w, err = os.Pipe(); err != nil {
 			return fail(errdefs.Internalf("stdin pipe: %w", err))
 		}
+		stdinW = w
 	} else if child[0], err = nullFile(false); err != nil {
 		return fail(errdefs.Wrap(errdefs.Internal, err))
 	}
@@ -226,6 +291,9 @@ func (m *Manager) Start(id string) (int, error) {
 		c net.Conn
 		r **os.File
 	}{{p.conns.stdout, &stdoutR}, {p.conns.stderr, &stderrR}} {
+		if spec.Terminal {
+			break
+		}
 		if conn.c != nil {
 			if *conn.r, child[i+1], err = os.Pipe(); err != nil {
 				return fail(errdefs.Internalf("output pipe: %w", err))
@@ -243,7 +311,12 @@ func (m *Manager) Start(id string) (int, error) {
 		Sys: &syscall.SysProcAttr{
 			Chroot:     spec.Rootfs,
 			Setsid:     true,
+			Setctty:    spec.Terminal,
+			Ctty:       0, // the child's stdin, the pty, with Setctty
 			Credential: credential(ident),
+			// Born in the container's cgroup (clone3 CLONE_INTO_CGROUP).
+			UseCgroupFD: groupFD >= 0,
+			CgroupFD:    groupFD,
 		},
 	}
 	pid, err := m.reaper.Start(func() (int, error) {
@@ -252,6 +325,7 @@ func (m *Manager) Start(id string) (int, error) {
 	closeAll(child[:]...)
 	child = [3]*os.File{}
 	if err != nil {
+		p.pty = nil
 		return fail(forkExecError(spec.Args[0], err))
 	}
 
@@ -380,6 +454,30 @@ func (m *Manager) Kill(id string, sig int) error {
 	// pid is never hit.
 	if _, err := m.reaper.Signal(pid, syscall.Signal(sig)); err != nil {
 		return errdefs.Internalf("signal %d to process %q: %w", sig, id, err)
+	}
+	return nil
+}
+
+// Resize sets the window size of a process's terminal.
+func (m *Manager) Resize(id string, rows, cols uint16) error {
+	p, err := m.get(id)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.spec.Terminal:
+		return errdefs.InvalidStatef("process %q has no terminal", id)
+	case p.state == stateExited:
+		return nil
+	case p.pty == nil:
+		// Not started yet: the size applies at start.
+		p.spec.Rows, p.spec.Cols = rows, cols
+		return nil
+	}
+	if err := resizePty(p.pty, rows, cols); err != nil {
+		return errdefs.Internalf("resize the terminal of %q: %w", id, err)
 	}
 	return nil
 }

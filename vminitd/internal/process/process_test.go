@@ -53,7 +53,7 @@ func newTestManager(t *testing.T) (*Manager, *hostEnds) {
 	t.Cleanup(func() { close(stop) })
 	h := &hostEnds{conns: map[uint32]net.Conn{}}
 	m := NewManager(log, r, h.dial)
-	m.prepare = func(string) error { return nil }
+	m.prepare = func(string, string) error { return nil }
 	return m, h
 }
 
@@ -268,5 +268,57 @@ func TestWaitWithLingeringDescendant(t *testing.T) {
 	}
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Fatalf("wait took %v", d)
+	}
+}
+
+func TestTerminal(t *testing.T) {
+	m, h := newTestManager(t)
+	ctx := context.Background()
+	spec := sh(`stty size; tty; read x; stty size; echo "got $x"; exit 4`)
+	spec.Terminal, spec.Rows, spec.Cols = true, 30, 100
+	if err := m.Create(ctx, "tty", spec, Ports{Stdin: 1, Stdout: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start("tty"); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1)
+	var buf strings.Builder
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := h.get(2).Read(b)
+			buf.Write(b[:n])
+			if strings.Contains(buf.String(), "/dev/pts/") {
+				select {
+				case out <- buf.String():
+				default:
+				}
+			}
+			if err != nil {
+				close(out)
+				return
+			}
+		}
+	}()
+	first := <-out
+	if !strings.Contains(first, "30 100") {
+		t.Fatalf("initial size: %q", first)
+	}
+	if err := m.Resize("tty", 40, 120); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = h.get(1).Write([]byte("hi\n"))
+	e, err := m.Wait(ctx, "tty")
+	if err != nil || e.Code() != 4 {
+		t.Fatalf("exit: %+v %v", e, err)
+	}
+	for range out {
+	}
+	if got := buf.String(); !strings.Contains(got, "40 120") || !strings.Contains(got, "got hi") {
+		t.Fatalf("output %q", got)
+	}
+	if err := m.Resize("tty", 1, 1); err != nil {
+		t.Fatalf("resize after exit: %v", err)
 	}
 }

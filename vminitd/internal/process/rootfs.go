@@ -45,13 +45,21 @@ func NewRootfsPreparer(log *slog.Logger) *RootfsPreparer {
 // done already. Each mount is skipped when the target already is a mount
 // point, so a failed attempt can be retried. Missing optional mount points
 // (a read-only image without /sys, say) are logged and skipped.
-func (p *RootfsPreparer) Prepare(rootfs string) error {
+//
+// With cgroupPath, that cgroup is bound read-only on the rootfs's
+// /sys/fs/cgroup: the container sees its own limits and counters (cpu.max,
+// memory.max...) where programs look for them, and nothing of the guest's.
+func (p *RootfsPreparer) Prepare(rootfs, cgroupPath string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.prepared[rootfs] {
 		return nil
 	}
-	for _, m := range rootfsMounts {
+	mounts := rootfsMounts
+	if cgroupPath != "" {
+		mounts = append(mounts[:len(mounts):len(mounts)], rootfsMount{cgroupPath, "sys/fs/cgroup", "", []string{"bind", "ro", "nosuid", "nodev", "noexec"}, false})
+	}
+	for _, m := range mounts {
 		target := filepath.Join(rootfs, m.target)
 		if err := p.mountOne(rootfs, target, m); err != nil {
 			if m.required {

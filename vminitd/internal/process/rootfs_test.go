@@ -27,13 +27,13 @@ func TestRootfsPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := NewRootfsPreparer(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err := p.Prepare(root); err == nil {
+	if err := p.Prepare(root, ""); err == nil {
 		t.Fatal("symlinked /proc accepted")
 	}
 	if err := os.Remove(filepath.Join(root, "proc")); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Prepare(root); err != nil {
+	if err := p.Prepare(root, ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -53,7 +53,7 @@ func TestRootfsPrepare(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "proc", "self")); err != nil {
 		t.Errorf("no /proc/self: %v", err)
 	}
-	if err := p.Prepare(root); err != nil { // once only, and idempotent
+	if err := p.Prepare(root, ""); err != nil { // once only, and idempotent
 		t.Fatal(err)
 	}
 }

@@ -114,11 +114,11 @@ func (c *outputCopier) processExited() {
 // pipe, and closes the pipe on EOF so the process sees its end of input.
 type stdinCopier struct {
 	conn net.Conn
-	w    *os.File
+	w    io.WriteCloser
 	once sync.Once
 }
 
-func newStdinCopier(conn net.Conn, w *os.File) *stdinCopier {
+func newStdinCopier(conn net.Conn, w io.WriteCloser) *stdinCopier {
 	c := &stdinCopier{conn: conn, w: w}
 	go func() {
 		_, _ = io.Copy(c.w, c.conn)

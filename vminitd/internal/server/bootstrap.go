@@ -46,6 +46,9 @@ func (s *Server) bootstrap(ctx context.Context, req *agentv1.BootstrapRequest, s
 			return nil, err
 		}
 	}
+	if err := s.containerCgroup(req.GetResources()); err != nil {
+		return nil, err
+	}
 	if req.GetProcess() == nil {
 		return nil, errdefs.InvalidArgumentf("the bootstrap request has no process")
 	}

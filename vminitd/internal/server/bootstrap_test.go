@@ -23,7 +23,7 @@ func runBootstrap(t *testing.T, req *agentv1.BootstrapRequest) []*agentv1.Bootst
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dial := func(context.Context, uint32) (net.Conn, error) { return nil, io.EOF }
-	srv := New(Options{Log: log, Version: "test", Processes: process.NewManager(log, process.NewReaper(log), dial)})
+	srv := New(Options{Log: log, Version: "test", Processes: process.NewManager(log, process.NewReaper(log), dial), CgroupRoot: t.TempDir()})
 	host, guest := connPair(t)
 	done := make(chan error, 1)
 	go func() {

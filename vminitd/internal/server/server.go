@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	agentv1 "github.com/container-vm/container/vminitd/api/v1"
+	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
 	"github.com/container-vm/container/vminitd/internal/process"
@@ -32,6 +33,9 @@ type Options struct {
 	Shutdown func()
 	// Mount mounts a filesystem; mount.Mount unless a test replaces it.
 	Mount func(source, target, fstype string, o mount.Options) error
+	// CgroupRoot is where the container's cgroup is made; cgroup.Root
+	// unless a test replaces it.
+	CgroupRoot string
 }
 
 // Server implements agentv1.AgentServer.
@@ -45,6 +49,9 @@ type Server struct {
 func New(opts Options) *Server {
 	if opts.Mount == nil {
 		opts.Mount = mount.Mount
+	}
+	if opts.CgroupRoot == "" {
+		opts.CgroupRoot = cgroup.Root
 	}
 	s := &Server{opts: opts}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(unaryInterceptor(opts.Log)))
@@ -128,6 +135,9 @@ func (s *Server) CreateProcess(ctx context.Context, req *agentv1.CreateProcessRe
 
 		ReadonlyRootfs: spec.GetReadonlyRootfs(),
 		User:           spec.GetUser(),
+		Terminal:       spec.GetTerminal(),
+		Rows:           clampSize(spec.GetRows()),
+		Cols:           clampSize(spec.GetCols()),
 	}, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
 	if err != nil {
 		return nil, err
@@ -158,6 +168,21 @@ func (s *Server) KillProcess(_ context.Context, req *agentv1.KillProcessRequest)
 	return &agentv1.KillProcessResponse{}, nil
 }
 
+func (s *Server) ResizeProcess(_ context.Context, req *agentv1.ResizeProcessRequest) (*agentv1.ResizeProcessResponse, error) {
+	if err := s.opts.Processes.Resize(req.GetId(), clampSize(req.GetRows()), clampSize(req.GetCols())); err != nil {
+		return nil, err
+	}
+	return &agentv1.ResizeProcessResponse{}, nil
+}
+
+// clampSize fits a terminal dimension into the kernel's 16 bits.
+func clampSize(n uint32) uint16 {
+	if n > 0xffff {
+		return 0xffff
+	}
+	return uint16(n)
+}
+
 func (s *Server) CloseProcessStdin(_ context.Context, req *agentv1.CloseProcessStdinRequest) (*agentv1.CloseProcessStdinResponse, error) {
 	if err := s.opts.Processes.CloseStdin(req.GetId()); err != nil {
 		return nil, err
@@ -170,6 +195,46 @@ func (s *Server) DeleteProcess(_ context.Context, req *agentv1.DeleteProcessRequ
 		return nil, err
 	}
 	return &agentv1.DeleteProcessResponse{}, nil
+}
+
+// containerCgroup makes the container's cgroup with its limits and has every
+// process of the container start in it.
+func (s *Server) containerCgroup(r *agentv1.Resources) error {
+	g, err := cgroup.Create(s.opts.CgroupRoot, "container", cgroup.Limits{
+		CPUs:        r.GetCpus(),
+		MemoryBytes: int64(r.GetMemoryBytes()),
+		Pids:        r.GetPidsMax(),
+	})
+	if err != nil {
+		return errdefs.Internalf("container cgroup: %w", err)
+	}
+	if err := s.opts.Processes.UseCgroup(g); err != nil {
+		return errdefs.Wrap(errdefs.Internal, err)
+	}
+	return nil
+}
+
+func (s *Server) Stats(context.Context, *agentv1.StatsRequest) (*agentv1.StatsResponse, error) {
+	g := s.opts.Processes.Cgroup()
+	if g == nil {
+		return nil, errdefs.InvalidStatef("the container has not started")
+	}
+	st, err := g.Stats()
+	if err != nil {
+		return nil, errdefs.Internalf("read the container's cgroup: %w", err)
+	}
+	return &agentv1.StatsResponse{
+		CpuUsageUsec:       st.CPUUsageUs,
+		CpuUserUsec:        st.CPUUserUs,
+		CpuSystemUsec:      st.CPUSystemUs,
+		MemoryCurrentBytes: st.MemoryCurrent,
+		MemoryMaxBytes:     st.MemoryMax,
+		MemoryAnonBytes:    st.MemoryAnon,
+		MemoryFileBytes:    st.MemoryFile,
+		PidsCurrent:        st.PidsCurrent,
+		PidsMax:            st.PidsMax,
+		UptimeNs:           uint64(uptime()),
+	}, nil
 }
 
 func (s *Server) Shutdown(context.Context, *agentv1.ShutdownRequest) (*agentv1.ShutdownResponse, error) {

@@ -43,6 +43,8 @@ export interface StateResponse {
 }
 
 export interface StartRequest {
+  /** The terminal's initial size, for a container with a terminal. */
+  size: TerminalSize | undefined;
 }
 
 export interface StartResponse {
@@ -52,7 +54,16 @@ export interface StartResponse {
 export interface AttachRequest {
   open?: boolean | undefined;
   stdin?: Buffer | undefined;
-  closeStdin?: boolean | undefined;
+  closeStdin?:
+    | boolean
+    | undefined;
+  /** The terminal's new size (containers with a terminal). */
+  resize?: TerminalSize | undefined;
+}
+
+export interface TerminalSize {
+  rows: number;
+  cols: number;
 }
 
 export interface AttachResponse {
@@ -92,6 +103,9 @@ export interface ExecStart {
   detach: boolean;
   /** Docker's -u form, resolved in the guest. */
   user: string;
+  /** A terminal of this size. */
+  terminal: boolean;
+  size: TerminalSize | undefined;
 }
 
 export interface ExecRequest {
@@ -99,6 +113,7 @@ export interface ExecRequest {
   stdin?: Buffer | undefined;
   closeStdin?: boolean | undefined;
   signal?: number | undefined;
+  resize?: TerminalSize | undefined;
 }
 
 export interface ExecResponse {
@@ -107,6 +122,19 @@ export interface ExecResponse {
   stdout?: Buffer | undefined;
   stderr?: Buffer | undefined;
   exitCode?: number | undefined;
+}
+
+export interface StatsRequest {
+}
+
+export interface StatsResponse {
+  cpuUsageUsec: bigint;
+  memoryCurrentBytes: bigint;
+  /** 0: no limit. */
+  memoryMaxBytes: bigint;
+  pidsCurrent: bigint;
+  /** Guest uptime when read, so that two samples give a CPU rate. */
+  uptimeNs: bigint;
 }
 
 function createBaseStateRequest(): StateRequest {
@@ -325,11 +353,14 @@ export const StateResponse: MessageFns<StateResponse> = {
 };
 
 function createBaseStartRequest(): StartRequest {
-  return {};
+  return { size: undefined };
 }
 
 export const StartRequest: MessageFns<StartRequest> = {
-  encode(_: StartRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: StartRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(10).fork()).join();
+    }
     return writer;
   },
 
@@ -346,6 +377,14 @@ export const StartRequest: MessageFns<StartRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -358,20 +397,26 @@ export const StartRequest: MessageFns<StartRequest> = {
     }
   },
 
-  fromJSON(_: any): StartRequest {
-    return {};
+  fromJSON(object: any): StartRequest {
+    return { size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined };
   },
 
-  toJSON(_: StartRequest): unknown {
+  toJSON(message: StartRequest): unknown {
     const obj: any = {};
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
     return obj;
   },
 
   create(base?: DeepPartial<StartRequest>): StartRequest {
     return StartRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<StartRequest>): StartRequest {
+  fromPartial(object: DeepPartial<StartRequest>): StartRequest {
     const message = createBaseStartRequest();
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
     return message;
   },
 };
@@ -450,7 +495,7 @@ export const StartResponse: MessageFns<StartResponse> = {
 };
 
 function createBaseAttachRequest(): AttachRequest {
-  return { open: undefined, stdin: undefined, closeStdin: undefined };
+  return { open: undefined, stdin: undefined, closeStdin: undefined, resize: undefined };
 }
 
 export const AttachRequest: MessageFns<AttachRequest> = {
@@ -463,6 +508,9 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     }
     if (message.closeStdin !== undefined) {
       writer.uint32(24).bool(message.closeStdin);
+    }
+    if (message.resize !== undefined) {
+      TerminalSize.encode(message.resize, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -504,6 +552,14 @@ export const AttachRequest: MessageFns<AttachRequest> = {
             message.closeStdin = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.resize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -525,6 +581,7 @@ export const AttachRequest: MessageFns<AttachRequest> = {
         : isSet(object.close_stdin)
         ? globalThis.Boolean(object.close_stdin)
         : undefined,
+      resize: isSet(object.resize) ? TerminalSize.fromJSON(object.resize) : undefined,
     };
   },
 
@@ -539,6 +596,9 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     if (message.closeStdin !== undefined) {
       obj.closeStdin = message.closeStdin;
     }
+    if (message.resize !== undefined) {
+      obj.resize = TerminalSize.toJSON(message.resize);
+    }
     return obj;
   },
 
@@ -550,6 +610,94 @@ export const AttachRequest: MessageFns<AttachRequest> = {
     message.open = object.open ?? undefined;
     message.stdin = object.stdin ?? undefined;
     message.closeStdin = object.closeStdin ?? undefined;
+    message.resize = (object.resize !== undefined && object.resize !== null)
+      ? TerminalSize.fromPartial(object.resize)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTerminalSize(): TerminalSize {
+  return { rows: 0, cols: 0 };
+}
+
+export const TerminalSize: MessageFns<TerminalSize> = {
+  encode(message: TerminalSize, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rows !== 0) {
+      writer.uint32(8).uint32(message.rows);
+    }
+    if (message.cols !== 0) {
+      writer.uint32(16).uint32(message.cols);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalSize {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalSize();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rows = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.cols = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalSize {
+    return {
+      rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
+      cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+    };
+  },
+
+  toJSON(message: TerminalSize): unknown {
+    const obj: any = {};
+    if (message.rows !== 0) {
+      obj.rows = Math.round(message.rows);
+    }
+    if (message.cols !== 0) {
+      obj.cols = Math.round(message.cols);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TerminalSize>): TerminalSize {
+    return TerminalSize.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TerminalSize>): TerminalSize {
+    const message = createBaseTerminalSize();
+    message.rows = object.rows ?? 0;
+    message.cols = object.cols ?? 0;
     return message;
   },
 };
@@ -1023,7 +1171,7 @@ export const StopResponse: MessageFns<StopResponse> = {
 };
 
 function createBaseExecStart(): ExecStart {
-  return { args: [], env: [], cwd: "", interactive: false, detach: false, user: "" };
+  return { args: [], env: [], cwd: "", interactive: false, detach: false, user: "", terminal: false, size: undefined };
 }
 
 export const ExecStart: MessageFns<ExecStart> = {
@@ -1045,6 +1193,12 @@ export const ExecStart: MessageFns<ExecStart> = {
     }
     if (message.user !== "") {
       writer.uint32(50).string(message.user);
+    }
+    if (message.terminal !== false) {
+      writer.uint32(56).bool(message.terminal);
+    }
+    if (message.size !== undefined) {
+      TerminalSize.encode(message.size, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1110,6 +1264,22 @@ export const ExecStart: MessageFns<ExecStart> = {
             message.user = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.terminal = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.size = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1130,6 +1300,8 @@ export const ExecStart: MessageFns<ExecStart> = {
       interactive: isSet(object.interactive) ? globalThis.Boolean(object.interactive) : false,
       detach: isSet(object.detach) ? globalThis.Boolean(object.detach) : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
+      terminal: isSet(object.terminal) ? globalThis.Boolean(object.terminal) : false,
+      size: isSet(object.size) ? TerminalSize.fromJSON(object.size) : undefined,
     };
   },
 
@@ -1153,6 +1325,12 @@ export const ExecStart: MessageFns<ExecStart> = {
     if (message.user !== "") {
       obj.user = message.user;
     }
+    if (message.terminal !== false) {
+      obj.terminal = message.terminal;
+    }
+    if (message.size !== undefined) {
+      obj.size = TerminalSize.toJSON(message.size);
+    }
     return obj;
   },
 
@@ -1167,12 +1345,16 @@ export const ExecStart: MessageFns<ExecStart> = {
     message.interactive = object.interactive ?? false;
     message.detach = object.detach ?? false;
     message.user = object.user ?? "";
+    message.terminal = object.terminal ?? false;
+    message.size = (object.size !== undefined && object.size !== null)
+      ? TerminalSize.fromPartial(object.size)
+      : undefined;
     return message;
   },
 };
 
 function createBaseExecRequest(): ExecRequest {
-  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined };
+  return { start: undefined, stdin: undefined, closeStdin: undefined, signal: undefined, resize: undefined };
 }
 
 export const ExecRequest: MessageFns<ExecRequest> = {
@@ -1188,6 +1370,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     }
     if (message.signal !== undefined) {
       writer.uint32(32).int32(message.signal);
+    }
+    if (message.resize !== undefined) {
+      TerminalSize.encode(message.resize, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1237,6 +1422,14 @@ export const ExecRequest: MessageFns<ExecRequest> = {
             message.signal = reader.int32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.resize = TerminalSize.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1259,6 +1452,7 @@ export const ExecRequest: MessageFns<ExecRequest> = {
         ? globalThis.Boolean(object.close_stdin)
         : undefined,
       signal: isSet(object.signal) ? globalThis.Number(object.signal) : undefined,
+      resize: isSet(object.resize) ? TerminalSize.fromJSON(object.resize) : undefined,
     };
   },
 
@@ -1276,6 +1470,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     if (message.signal !== undefined) {
       obj.signal = Math.round(message.signal);
     }
+    if (message.resize !== undefined) {
+      obj.resize = TerminalSize.toJSON(message.resize);
+    }
     return obj;
   },
 
@@ -1290,6 +1487,9 @@ export const ExecRequest: MessageFns<ExecRequest> = {
     message.stdin = object.stdin ?? undefined;
     message.closeStdin = object.closeStdin ?? undefined;
     message.signal = object.signal ?? undefined;
+    message.resize = (object.resize !== undefined && object.resize !== null)
+      ? TerminalSize.fromPartial(object.resize)
+      : undefined;
     return message;
   },
 };
@@ -1415,6 +1615,234 @@ export const ExecResponse: MessageFns<ExecResponse> = {
   },
 };
 
+function createBaseStatsRequest(): StatsRequest {
+  return {};
+}
+
+export const StatsRequest: MessageFns<StatsRequest> = {
+  encode(_: StatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StatsRequest {
+    return {};
+  },
+
+  toJSON(_: StatsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsRequest>): StatsRequest {
+    return StatsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StatsRequest>): StatsRequest {
+    const message = createBaseStatsRequest();
+    return message;
+  },
+};
+
+function createBaseStatsResponse(): StatsResponse {
+  return { cpuUsageUsec: 0n, memoryCurrentBytes: 0n, memoryMaxBytes: 0n, pidsCurrent: 0n, uptimeNs: 0n };
+}
+
+export const StatsResponse: MessageFns<StatsResponse> = {
+  encode(message: StatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.cpuUsageUsec !== 0n) {
+      if (BigInt.asUintN(64, message.cpuUsageUsec) !== message.cpuUsageUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUsageUsec of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.cpuUsageUsec);
+    }
+    if (message.memoryCurrentBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryCurrentBytes) !== message.memoryCurrentBytes) {
+        throw new globalThis.Error("value provided for field message.memoryCurrentBytes of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.memoryCurrentBytes);
+    }
+    if (message.memoryMaxBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryMaxBytes) !== message.memoryMaxBytes) {
+        throw new globalThis.Error("value provided for field message.memoryMaxBytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.memoryMaxBytes);
+    }
+    if (message.pidsCurrent !== 0n) {
+      if (BigInt.asUintN(64, message.pidsCurrent) !== message.pidsCurrent) {
+        throw new globalThis.Error("value provided for field message.pidsCurrent of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.pidsCurrent);
+    }
+    if (message.uptimeNs !== 0n) {
+      if (BigInt.asUintN(64, message.uptimeNs) !== message.uptimeNs) {
+        throw new globalThis.Error("value provided for field message.uptimeNs of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.uptimeNs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.cpuUsageUsec = reader.uint64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.memoryCurrentBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.memoryMaxBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pidsCurrent = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.uptimeNs = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsResponse {
+    return {
+      cpuUsageUsec: isSet(object.cpuUsageUsec)
+        ? BigInt(object.cpuUsageUsec)
+        : isSet(object.cpu_usage_usec)
+        ? BigInt(object.cpu_usage_usec)
+        : 0n,
+      memoryCurrentBytes: isSet(object.memoryCurrentBytes)
+        ? BigInt(object.memoryCurrentBytes)
+        : isSet(object.memory_current_bytes)
+        ? BigInt(object.memory_current_bytes)
+        : 0n,
+      memoryMaxBytes: isSet(object.memoryMaxBytes)
+        ? BigInt(object.memoryMaxBytes)
+        : isSet(object.memory_max_bytes)
+        ? BigInt(object.memory_max_bytes)
+        : 0n,
+      pidsCurrent: isSet(object.pidsCurrent)
+        ? BigInt(object.pidsCurrent)
+        : isSet(object.pids_current)
+        ? BigInt(object.pids_current)
+        : 0n,
+      uptimeNs: isSet(object.uptimeNs)
+        ? BigInt(object.uptimeNs)
+        : isSet(object.uptime_ns)
+        ? BigInt(object.uptime_ns)
+        : 0n,
+    };
+  },
+
+  toJSON(message: StatsResponse): unknown {
+    const obj: any = {};
+    if (message.cpuUsageUsec !== 0n) {
+      obj.cpuUsageUsec = message.cpuUsageUsec.toString();
+    }
+    if (message.memoryCurrentBytes !== 0n) {
+      obj.memoryCurrentBytes = message.memoryCurrentBytes.toString();
+    }
+    if (message.memoryMaxBytes !== 0n) {
+      obj.memoryMaxBytes = message.memoryMaxBytes.toString();
+    }
+    if (message.pidsCurrent !== 0n) {
+      obj.pidsCurrent = message.pidsCurrent.toString();
+    }
+    if (message.uptimeNs !== 0n) {
+      obj.uptimeNs = message.uptimeNs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsResponse>): StatsResponse {
+    return StatsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatsResponse>): StatsResponse {
+    const message = createBaseStatsResponse();
+    message.cpuUsageUsec = (object.cpuUsageUsec !== undefined && object.cpuUsageUsec !== null)
+      ? BigInt(object.cpuUsageUsec)
+      : 0n;
+    message.memoryCurrentBytes = (object.memoryCurrentBytes !== undefined && object.memoryCurrentBytes !== null)
+      ? BigInt(object.memoryCurrentBytes)
+      : 0n;
+    message.memoryMaxBytes = (object.memoryMaxBytes !== undefined && object.memoryMaxBytes !== null)
+      ? BigInt(object.memoryMaxBytes)
+      : 0n;
+    message.pidsCurrent = (object.pidsCurrent !== undefined && object.pidsCurrent !== null)
+      ? BigInt(object.pidsCurrent)
+      : 0n;
+    message.uptimeNs = (object.uptimeNs !== undefined && object.uptimeNs !== null) ? BigInt(object.uptimeNs) : 0n;
+    return message;
+  },
+};
+
 export type RuntimeService = typeof RuntimeService;
 export const RuntimeService = {
   /** Current state; also how a restarted apiserver finds a live helper again. */
@@ -1470,6 +1898,19 @@ export const RuntimeService = {
     responseDeserialize: (value: Buffer): KillResponse => KillResponse.decode(value),
   },
   /**
+   * The container's resource usage (the guest's cgroup counters); fails
+   * with invalidState unless the container runs.
+   */
+  stats: {
+    path: "/container.runtime.v1.Runtime/Stats" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatsRequest): Buffer => Buffer.from(StatsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatsRequest => StatsRequest.decode(value),
+    responseSerialize: (value: StatsResponse): Buffer => Buffer.from(StatsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatsResponse => StatsResponse.decode(value),
+  },
+  /**
    * Runs another process in the running container. The first message is
    * `start`; then stdin, its EOF and signals flow in, and `started`, output
    * and finally the exit status flow out. With `detach` the call ends after
@@ -1509,6 +1950,11 @@ export interface RuntimeServer extends UntypedServiceImplementation {
   /** Resolves with the exit status once the process has exited. */
   wait: handleUnaryCall<WaitRequest, WaitResponse>;
   kill: handleUnaryCall<KillRequest, KillResponse>;
+  /**
+   * The container's resource usage (the guest's cgroup counters); fails
+   * with invalidState unless the container runs.
+   */
+  stats: handleUnaryCall<StatsRequest, StatsResponse>;
   /**
    * Runs another process in the running container. The first message is
    * `start`; then stdin, its EOF and signals flow in, and `started`, output
@@ -1584,6 +2030,25 @@ export interface RuntimeClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: KillResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The container's resource usage (the guest's cgroup counters); fails
+   * with invalidState unless the container runs.
+   */
+  stats(
+    request: StatsRequest,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
+  ): ClientUnaryCall;
+  stats(
+    request: StatsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
+  ): ClientUnaryCall;
+  stats(
+    request: StatsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatsResponse) => void,
   ): ClientUnaryCall;
   /**
    * Runs another process in the running container. The first message is

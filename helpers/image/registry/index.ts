@@ -1,0 +1,7 @@
+// The registry client (OCI distribution / Docker registry v2), the docker
+// config's credentials, and the pull that fetches an image through the client
+// into the content store.
+export type { Credentials } from "./auth.js";
+export { RegistryClient, type RegistryOptions } from "./client.js";
+export { dockerCredentials } from "./credentials.js";
+export { DEFAULT_CONCURRENT_DOWNLOADS, pullImage, type PullRequest } from "./pull.js";

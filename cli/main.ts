@@ -3,7 +3,9 @@
 import { Command, CommanderError } from "commander";
 import { asContainerError } from "../lib/errors/index.js";
 import { registerContainers } from "./commands/containers.js";
+import { registerCopy } from "./commands/copy.js";
 import { registerExec } from "./commands/exec.js";
+import { registerStats } from "./commands/stats.js";
 import { registerImage } from "./commands/image.js";
 import { registerRun } from "./commands/run.js";
 import { registerSystem } from "./commands/system.js";
@@ -18,6 +20,8 @@ const program = new Command("container")
 registerRun(program);
 registerContainers(program);
 registerExec(program);
+registerCopy(program);
+registerStats(program);
 registerImage(program);
 registerSystem(program);
 

@@ -12,6 +12,7 @@ import type { ImageStore } from "../../helpers/image/types.js";
 import type { GuestAssets } from "../../helpers/hypervisor/types.js";
 import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
+import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
 import { createHelperLauncher, readExitRecord, reattachHelper, type HelperHandle } from "./helper.js";
 import { bundleDir, loadRecords, saveRecord, type ContainerRecord } from "./records.js";
 import { cloneRootfs, ROOTFS_FILE } from "./rootfs.js";
@@ -45,6 +46,8 @@ export interface ContainerManager {
   bundleOf(id: string): string;
   /** Whether a runtime helper still runs for the container. */
   isRunning(id: string): boolean;
+  /** Resource counters of running containers (all when `refs` is empty). */
+  stats(refs: string[]): Promise<{ record: ContainerRecord; stats: HelperStats }[]>;
   /** Removes every stopped container; returns their ids. */
   prune(): Promise<string[]>;
   delete(ref: string, force: boolean): Promise<void>;
@@ -241,6 +244,17 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
     isRunning: (id) => helpers.has(id),
 
     bundleOf: (id) => bundleDir(dataDir, id),
+
+    async stats(refs) {
+      const targets = refs.length > 0 ? refs.map(lookup) : [...records.values()].filter((r) => helpers.has(r.id) && r.state === "running");
+      return Promise.all(
+        targets.map(async (record) => {
+          const helper = helpers.get(record.id);
+          if (!helper || record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
+          return { record, stats: await call(helper.client.stats, helper.client, {}, new Metadata()) };
+        }),
+      );
+    },
 
     async prune() {
       const stopped = [...records.values()].filter((r) => r.state === "stopped" && !helpers.has(r.id));

@@ -4,18 +4,21 @@ import { PassThrough } from "node:stream";
 import {
   Metadata,
   type ClientDuplexStream,
+  type ClientWritableStream,
   type ServerDuplexStream,
   type ServerReadableStream,
   type ServerWritableStream,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import { ContainerError } from "../../lib/errors/index.js";
+import { ContainerError, fromGrpcError } from "../../lib/errors/index.js";
 import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
 import type {
   AttachRequest as HelperAttachRequest,
   AttachResponse as HelperAttachResponse,
+  CopyChunk as HelperCopyChunk,
+  CopyInRequest as HelperCopyInRequest,
   ExecRequest as HelperExecRequest,
   ExecResponse as HelperExecResponse,
 } from "../../helpers/runtime/api/gen/runtime.js";
@@ -25,6 +28,10 @@ import type {
   ContainerConfig,
   ContainerDetail,
   ContainerServiceDefinition,
+  CopyChunk,
+  CopyInRequest,
+  CopyInResponse,
+  CopyOutRequest,
   ExecRequest,
   ExecResponse,
   LogsRequest,
@@ -297,6 +304,65 @@ function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, 
   stream.on("cancelled", () => helperStream?.cancel());
 }
 
+/** Copy out: the helper's tar stream relayed with backpressure; a container that does not run is invalidState. */
+function copyOutRelay(ctx: ServiceContext, call: ServerWritableStream<CopyOutRequest, CopyChunk>): void {
+  ctx.containers.helperFor(call.request.container).then(({ record, helper }) => {
+    if (record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
+    const hs = helper.client.copyOut({ path: call.request.path }, new Metadata());
+    call.on("cancelled", () => hs.cancel());
+    hs.on("data", (chunk: HelperCopyChunk) => {
+      if (!call.write({ data: chunk.data })) {
+        hs.pause();
+        call.once("drain", () => hs.resume());
+      }
+    });
+    hs.on("end", () => call.end());
+    hs.on("error", (err) => call.emit("error", toGrpcError(err)));
+  }).catch((err: unknown) => call.emit("error", toGrpcError(err)));
+}
+
+/** Copy in: `start` names the container and the destination; the data is relayed to its helper. */
+function copyInRelay(ctx: ServiceContext, call: ServerReadableStream<CopyInRequest, CopyInResponse>, callback: sendUnaryData<CopyInResponse>): void {
+  let upload: ClientWritableStream<HelperCopyInRequest> | undefined;
+  const queued: HelperCopyInRequest[] = [];
+  let failed = false;
+  const fail = (err: unknown): void => {
+    if (failed) return;
+    failed = true;
+    upload?.cancel();
+    call.resume();
+    callback(toGrpcError(err));
+  };
+  const forward = (msg: HelperCopyInRequest): void => {
+    if (!upload) queued.push(msg);
+    else if (!upload.write(msg)) {
+      call.pause();
+      upload.once("drain", () => call.resume());
+    }
+  };
+  let ended = false;
+  call.on("data", (req: CopyInRequest) => {
+    if (upload || queued.length > 0 || failed) {
+      if (req.data) forward({ data: req.data });
+      return;
+    }
+    const start = req.start;
+    if (!start) return fail(new ContainerError("invalidArgument", "copy-in must first name a container and a path"));
+    queued.push({ start: { path: start.path, contents: start.contents } });
+    ctx.containers.helperFor(start.container).then(({ record, helper }) => {
+      if (record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
+      const u = helper.client.copyIn(new Metadata(), (err) => (err ? fail(fromGrpcError(err)) : callback(null, {})));
+      upload = u;
+      for (const msg of queued.splice(0)) u.write(msg);
+      if (ended) u.end();
+    }).catch(fail);
+  });
+  call.on("end", () => {
+    ended = true;
+    upload?.end();
+  });
+}
+
 export function containerService(ctx: ServiceContext): ServerOf<typeof ContainerServiceDefinition> {
   return {
     ping: unary(async () => ({ version: ctx.version, pid: process.pid, accelerator: ctx.accelerator() })),
@@ -320,6 +386,20 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
       return {};
     }),
     inspectContainers: unary(async (req) => ({ containers: req.ids.map((id) => detail(ctx, ctx.containers.get(id))) })),
+    statsContainers: unary(async (req) => ({
+      containers: (await ctx.containers.stats(req.ids)).map(({ record, stats }) => ({
+        id: record.id,
+        name: record.name,
+        cpuUsageUsec: stats.cpuUsageUsec,
+        memoryBytes: stats.memoryCurrentBytes,
+        memoryLimitBytes: stats.memoryMaxBytes,
+        pids: stats.pidsCurrent,
+        sampledNs: stats.uptimeNs,
+        cpus: record.cpus,
+      })),
+    })),
+    copyOut: (call: ServerWritableStream<CopyOutRequest, CopyChunk>) => copyOutRelay(ctx, call),
+    copyIn: (call: ServerReadableStream<CopyInRequest, CopyInResponse>, callback: sendUnaryData<CopyInResponse>) => copyInRelay(ctx, call, callback),
     pruneContainers: unary(async () => ({ ids: await ctx.containers.prune() })),
     logs: (call: ServerWritableStream<LogsRequest, LogsResponse>) => void streamLogs(ctx, call),
     deleteContainer: unary(async (req) => {

@@ -88,6 +88,8 @@ export async function connectAgent(options: ConnectAgentOptions): Promise<AgentC
     closeProcessStdin: async (id) => void (await call(grpc.closeProcessStdin, grpc, { id }, md())),
     resizeProcess: async (id, rows, cols) => void (await call(grpc.resizeProcess, grpc, { id, rows, cols }, md())),
     stats: () => call(grpc.stats, grpc, {}, md()),
+    copyOut: async (req) => void (await call(grpc.copyOut, grpc, req, md())),
+    copyIn: async (req) => void (await call(grpc.copyIn, grpc, req, md())),
     deleteProcess: async (id) => void (await call(grpc.deleteProcess, grpc, { id }, md())),
     shutdown: async () => void (await call(grpc.shutdown, grpc, {}, md())),
     close,

@@ -1,6 +1,7 @@
 // The seam to the guest agent (vminitd). Types only: the runtime helper codes
 // against this; helpers/agent/client.ts is the gRPC implementation.
 import type {
+  CopyRequest,
   CreateProcessRequest,
   MountRequest,
   PingResponse,
@@ -8,7 +9,7 @@ import type {
   WaitProcessResponse,
 } from "./gen/agent.js";
 
-export type { CreateProcessRequest, MountRequest, PingResponse, StatsResponse, WaitProcessResponse };
+export type { CopyRequest, CreateProcessRequest, MountRequest, PingResponse, StatsResponse, WaitProcessResponse };
 
 /** The vsock port vminitd serves this API on. */
 export const AGENT_PORT = 1024;
@@ -25,6 +26,10 @@ export interface AgentClient {
   /** Sets the window size of a process's terminal. */
   resizeProcess(id: string, rows: number, cols: number): Promise<void>;
   deleteProcess(id: string): Promise<void>;
+  /** Streams a tar of `path` to a host port the caller listens on (CopyRequest). */
+  copyOut(request: CopyRequest): Promise<void>;
+  /** Unpacks the tar the caller sends on a host port it listens on. */
+  copyIn(request: CopyRequest): Promise<void>;
   /** The container's cgroup counters. */
   stats(): Promise<StatsResponse>;
   /** Syncs and powers the guest off; the VM's exit follows. */

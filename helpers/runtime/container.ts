@@ -25,6 +25,8 @@ const PROCESS_ID = "init";
 const STDIO_PORTS = { stdin: 2000, stdout: 2001, stderr: 2002 } as const;
 /** Exec n uses host vsock ports EXEC_PORT_BASE + 3n (stdin), +1 (stdout), +2 (stderr). */
 const EXEC_PORT_BASE = 3000;
+/** Copy n (cp, export) streams over host vsock port COPY_PORT_BASE + n, far above the exec ports. */
+const COPY_PORT_BASE = 1 << 20;
 /** TCG boots are slow and a loaded 2-core machine slower still. */
 const AGENT_READY_TIMEOUT_MS = 60_000;
 const CLEAN_SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -77,6 +79,10 @@ export interface RuntimeContainer {
   closeStdin(): void;
   /** Adds an output sink; returns its removal. A sink added after the exit gets the exit at once. */
   attach(sink: OutputSink): () => void;
+  /** A tar stream of `path` in the running container (the agent's CopyOut). */
+  copyOut(path: string): AsyncGenerator<Buffer>;
+  /** Unpacks the tar from `source` at `path` in the running container (the agent's CopyIn). */
+  copyIn(path: string, contents: boolean, source: AsyncIterable<Buffer>): Promise<void>;
   /** The container's cgroup counters; invalidState unless it runs. */
   stats(): Promise<StatsResponse>;
   /** The terminal's new size; before the start, the size it starts with. Ignored without a terminal. */
@@ -246,6 +252,56 @@ export async function bootContainer(
   let starting: Promise<number> | undefined;
   let execs = 0;
   let terminalSize: TerminalSize = { rows: 0, cols: 0 };
+  let copies = 0;
+
+  /** Listens on a fresh copy port and starts `rpc` on it; resolves with the guest's connection, or the RPC's failure. */
+  async function copyChannel(rpc: (client: AgentClient, port: number) => Promise<void>): Promise<{ conn: Duplex; done: Promise<void>; close: () => Promise<void> }> {
+    if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
+    const client = await agent();
+    const port = COPY_PORT_BASE + copies++;
+    const listener = await acceptOne(vm, port);
+    const done = rpc(client, port);
+    done.catch(() => undefined);
+    try {
+      // The guest dials before it does anything; an RPC that ends first failed.
+      const conn = await Promise.race([
+        listener.conn,
+        done.then(() => {
+          throw new ContainerError("internal", "the guest did not connect the copy stream");
+        }),
+      ]);
+      return { conn, done, close: () => listener.close() };
+    } catch (err) {
+      await listener.close();
+      throw err;
+    }
+  }
+
+  async function* copyOut(path: string): AsyncGenerator<Buffer> {
+    const ch = await copyChannel((client, port) => client.copyOut({ rootfs: GUEST_ROOTFS, path, port, contents: false }));
+    try {
+      for await (const chunk of ch.conn) yield chunk as Buffer;
+      await ch.done;
+    } finally {
+      ch.conn.destroy();
+      await ch.close();
+    }
+  }
+
+  async function copyIn(path: string, contents: boolean, source: AsyncIterable<Buffer>): Promise<void> {
+    const ch = await copyChannel((client, port) => client.copyIn({ rootfs: GUEST_ROOTFS, path, port, contents }));
+    try {
+      for await (const chunk of source) {
+        if (!ch.conn.write(chunk)) await Promise.race([once(ch.conn, "drain"), once(ch.conn, "close")]);
+        if (ch.conn.destroyed) break; // the guest gave up: its RPC says why
+      }
+      ch.conn.end();
+      await ch.done;
+    } finally {
+      ch.conn.destroy();
+      await ch.close();
+    }
+  }
 
   async function resize(size: TerminalSize): Promise<void> {
     if (!config.process.terminal || exitRecord) return;
@@ -408,6 +464,8 @@ export async function bootContainer(
     },
     exec,
     resize,
+    copyOut,
+    copyIn,
     stats: async () => {
       if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
       return (await agent()).stats();

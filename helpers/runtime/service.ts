@@ -1,9 +1,21 @@
 // The Runtime gRPC service: thin handlers over RuntimeContainer.
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { once } from "node:events";
+import { PassThrough } from "node:stream";
+import type { ServerDuplexStream, ServerReadableStream, ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { unary } from "../../lib/grpc/index.js";
 import { toGrpcError } from "../../lib/grpc/index.js";
-import type { AttachRequest, AttachResponse, ExecRequest, ExecResponse, RuntimeServer } from "./api/gen/runtime.js";
+import type {
+  AttachRequest,
+  AttachResponse,
+  CopyChunk,
+  CopyInRequest,
+  CopyInResponse,
+  CopyOutRequest,
+  ExecRequest,
+  ExecResponse,
+  RuntimeServer,
+} from "./api/gen/runtime.js";
 import type { ExecHandle, RuntimeContainer } from "./container.js";
 
 /** Exec: `start` first; output and the exit status go back; the call ends with the exit (or after `started` when detached). */
@@ -87,6 +99,36 @@ export function runtimeService(container: RuntimeContainer, helperPid: number): 
       return {};
     }),
     exec: (stream: ServerDuplexStream<ExecRequest, ExecResponse>) => exec(container, stream),
+    copyOut: (call: ServerWritableStream<CopyOutRequest, CopyChunk>) => {
+      void (async () => {
+        for await (const data of container.copyOut(call.request.path)) {
+          if (!call.write({ data })) await once(call, "drain");
+        }
+        call.end();
+      })().catch((err: unknown) => call.emit("error", toGrpcError(err)));
+    },
+    copyIn: (call: ServerReadableStream<CopyInRequest, CopyInResponse>, callback: sendUnaryData<CopyInResponse>) => {
+      const body = new PassThrough();
+      let started = false;
+      call.on("data", (req: CopyInRequest) => {
+        if (!started) {
+          started = true;
+          if (!req.start) return callback(toGrpcError(new ContainerError("invalidArgument", "copy-in must start with `start`")));
+          container.copyIn(req.start.path, req.start.contents, body).then(
+            () => callback(null, {}),
+            (err: unknown) => {
+              body.resume();
+              callback(toGrpcError(err));
+            },
+          );
+        } else if (req.data && !body.write(req.data)) {
+          call.pause();
+          body.once("drain", () => call.resume());
+        }
+      });
+      call.on("end", () => body.end());
+      call.on("error", (err) => body.destroy(err));
+    },
     attach: (stream: ServerDuplexStream<AttachRequest, AttachResponse>) => {
       let detach = (): void => undefined;
       stream.on("data", (req: AttachRequest) => {

@@ -64,6 +64,8 @@ describe("round trip over a unix socket", () => {
       start: unary(async () => ({ processPid: 42 })),
       attach: (stream) => stream.end(),
       exec: (stream) => stream.end(),
+      copyOut: (call) => call.end(),
+      copyIn: (_call, callback) => callback(null, {}),
       stats: unary(async () => {
         throw new ContainerError("invalidState", "not running");
       }),

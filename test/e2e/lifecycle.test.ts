@@ -269,3 +269,29 @@ describe("system", () => {
     expect(JSON.parse(lines[0]!)).toMatchObject({ component: "apiserver" });
   });
 });
+
+describe("stats", () => {
+  it("--no-stream --format json shows a busy container's CPU, memory limit and processes", async () => {
+    expect((await t.cli(["run", "-d", "--name", "busy", "-m", "768M", "demo", "sh", "-c", "while :; do :; done"])).code).toBe(0);
+    const r = await t.cli(["stats", "--no-stream", "--format", "json", "busy"]);
+    expect(r.code, r.stderr).toBe(0);
+    const [row] = JSON.parse(r.stdout) as { name: string; cpuPercent: number; memoryBytes: number; memoryLimitBytes: number; pids: number }[];
+    expect(row?.name).toBe("busy");
+    expect(row?.cpuPercent).toBeGreaterThan(50);
+    expect(row?.memoryLimitBytes).toBe(768 * 1024 * 1024);
+    expect(row?.memoryBytes).toBeGreaterThan(0);
+    expect(row?.pids).toBeGreaterThanOrEqual(1);
+    const table = await t.cli(["stats", "--no-stream"]);
+    expect(table.stdout).toMatch(/^ID\s+NAME\s+CPU %/);
+    expect(table.stdout).toContain("busy");
+    await t.cli(["rm", "-f", "busy"]);
+  });
+
+  it("a stopped container is refused with one line", async () => {
+    await t.cli(["run", "--name", "idle", "demo", "true"]);
+    const r = await t.cli(["stats", "--no-stream", "idle"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^Error: container idle is not running\n/);
+    await t.cli(["rm", "idle"]);
+  });
+});

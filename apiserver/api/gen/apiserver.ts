@@ -296,6 +296,52 @@ export interface PullImageResponse {
   image?: ImageSummary | undefined;
 }
 
+export interface StatsContainersRequest {
+  ids: string[];
+}
+
+export interface ContainerStats {
+  id: string;
+  name: string;
+  /** CPU time used, all CPUs together. */
+  cpuUsageUsec: bigint;
+  memoryBytes: bigint;
+  /** 0: no limit. */
+  memoryLimitBytes: bigint;
+  pids: bigint;
+  /** The guest's clock when read (nanoseconds of uptime): the base of rates. */
+  sampledNs: bigint;
+  cpus: number;
+}
+
+export interface StatsContainersResponse {
+  containers: ContainerStats[];
+}
+
+export interface CopyOutRequest {
+  container: string;
+  path: string;
+}
+
+export interface CopyChunk {
+  data: Buffer;
+}
+
+export interface CopyInStart {
+  container: string;
+  path: string;
+  /** The archive holds a directory's contents (`cp dir/. ...`). */
+  contents: boolean;
+}
+
+export interface CopyInRequest {
+  start?: CopyInStart | undefined;
+  data?: Buffer | undefined;
+}
+
+export interface CopyInResponse {
+}
+
 function createBasePingRequest(): PingRequest {
   return {};
 }
@@ -4494,6 +4540,763 @@ export const PullImageResponse: MessageFns<PullImageResponse> = {
   },
 };
 
+function createBaseStatsContainersRequest(): StatsContainersRequest {
+  return { ids: [] };
+}
+
+export const StatsContainersRequest: MessageFns<StatsContainersRequest> = {
+  encode(message: StatsContainersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.ids) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsContainersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsContainersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ids.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsContainersRequest {
+    return { ids: globalThis.Array.isArray(object?.ids) ? object.ids.map((e: any) => globalThis.String(e)) : [] };
+  },
+
+  toJSON(message: StatsContainersRequest): unknown {
+    const obj: any = {};
+    if (message.ids?.length) {
+      obj.ids = message.ids;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsContainersRequest>): StatsContainersRequest {
+    return StatsContainersRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatsContainersRequest>): StatsContainersRequest {
+    const message = createBaseStatsContainersRequest();
+    message.ids = object.ids?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseContainerStats(): ContainerStats {
+  return {
+    id: "",
+    name: "",
+    cpuUsageUsec: 0n,
+    memoryBytes: 0n,
+    memoryLimitBytes: 0n,
+    pids: 0n,
+    sampledNs: 0n,
+    cpus: 0,
+  };
+}
+
+export const ContainerStats: MessageFns<ContainerStats> = {
+  encode(message: ContainerStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.cpuUsageUsec !== 0n) {
+      if (BigInt.asUintN(64, message.cpuUsageUsec) !== message.cpuUsageUsec) {
+        throw new globalThis.Error("value provided for field message.cpuUsageUsec of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.cpuUsageUsec);
+    }
+    if (message.memoryBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryBytes) !== message.memoryBytes) {
+        throw new globalThis.Error("value provided for field message.memoryBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.memoryBytes);
+    }
+    if (message.memoryLimitBytes !== 0n) {
+      if (BigInt.asUintN(64, message.memoryLimitBytes) !== message.memoryLimitBytes) {
+        throw new globalThis.Error("value provided for field message.memoryLimitBytes of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.memoryLimitBytes);
+    }
+    if (message.pids !== 0n) {
+      if (BigInt.asUintN(64, message.pids) !== message.pids) {
+        throw new globalThis.Error("value provided for field message.pids of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.pids);
+    }
+    if (message.sampledNs !== 0n) {
+      if (BigInt.asUintN(64, message.sampledNs) !== message.sampledNs) {
+        throw new globalThis.Error("value provided for field message.sampledNs of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.sampledNs);
+    }
+    if (message.cpus !== 0) {
+      writer.uint32(64).uint32(message.cpus);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.cpuUsageUsec = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.memoryBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.memoryLimitBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.pids = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sampledNs = reader.uint64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.cpus = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerStats {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      cpuUsageUsec: isSet(object.cpuUsageUsec)
+        ? BigInt(object.cpuUsageUsec)
+        : isSet(object.cpu_usage_usec)
+        ? BigInt(object.cpu_usage_usec)
+        : 0n,
+      memoryBytes: isSet(object.memoryBytes)
+        ? BigInt(object.memoryBytes)
+        : isSet(object.memory_bytes)
+        ? BigInt(object.memory_bytes)
+        : 0n,
+      memoryLimitBytes: isSet(object.memoryLimitBytes)
+        ? BigInt(object.memoryLimitBytes)
+        : isSet(object.memory_limit_bytes)
+        ? BigInt(object.memory_limit_bytes)
+        : 0n,
+      pids: isSet(object.pids) ? BigInt(object.pids) : 0n,
+      sampledNs: isSet(object.sampledNs)
+        ? BigInt(object.sampledNs)
+        : isSet(object.sampled_ns)
+        ? BigInt(object.sampled_ns)
+        : 0n,
+      cpus: isSet(object.cpus) ? globalThis.Number(object.cpus) : 0,
+    };
+  },
+
+  toJSON(message: ContainerStats): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.cpuUsageUsec !== 0n) {
+      obj.cpuUsageUsec = message.cpuUsageUsec.toString();
+    }
+    if (message.memoryBytes !== 0n) {
+      obj.memoryBytes = message.memoryBytes.toString();
+    }
+    if (message.memoryLimitBytes !== 0n) {
+      obj.memoryLimitBytes = message.memoryLimitBytes.toString();
+    }
+    if (message.pids !== 0n) {
+      obj.pids = message.pids.toString();
+    }
+    if (message.sampledNs !== 0n) {
+      obj.sampledNs = message.sampledNs.toString();
+    }
+    if (message.cpus !== 0) {
+      obj.cpus = Math.round(message.cpus);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerStats>): ContainerStats {
+    return ContainerStats.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerStats>): ContainerStats {
+    const message = createBaseContainerStats();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.cpuUsageUsec = (object.cpuUsageUsec !== undefined && object.cpuUsageUsec !== null)
+      ? BigInt(object.cpuUsageUsec)
+      : 0n;
+    message.memoryBytes = (object.memoryBytes !== undefined && object.memoryBytes !== null)
+      ? BigInt(object.memoryBytes)
+      : 0n;
+    message.memoryLimitBytes = (object.memoryLimitBytes !== undefined && object.memoryLimitBytes !== null)
+      ? BigInt(object.memoryLimitBytes)
+      : 0n;
+    message.pids = (object.pids !== undefined && object.pids !== null) ? BigInt(object.pids) : 0n;
+    message.sampledNs = (object.sampledNs !== undefined && object.sampledNs !== null) ? BigInt(object.sampledNs) : 0n;
+    message.cpus = object.cpus ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatsContainersResponse(): StatsContainersResponse {
+  return { containers: [] };
+}
+
+export const StatsContainersResponse: MessageFns<StatsContainersResponse> = {
+  encode(message: StatsContainersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.containers) {
+      ContainerStats.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatsContainersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatsContainersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.containers.push(ContainerStats.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatsContainersResponse {
+    return {
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerStats.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: StatsContainersResponse): unknown {
+    const obj: any = {};
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerStats.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatsContainersResponse>): StatsContainersResponse {
+    return StatsContainersResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatsContainersResponse>): StatsContainersResponse {
+    const message = createBaseStatsContainersResponse();
+    message.containers = object.containers?.map((e) => ContainerStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseCopyOutRequest(): CopyOutRequest {
+  return { container: "", path: "" };
+}
+
+export const CopyOutRequest: MessageFns<CopyOutRequest> = {
+  encode(message: CopyOutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyOutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyOutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyOutRequest {
+    return {
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: CopyOutRequest): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyOutRequest>): CopyOutRequest {
+    return CopyOutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyOutRequest>): CopyOutRequest {
+    const message = createBaseCopyOutRequest();
+    message.container = object.container ?? "";
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseCopyChunk(): CopyChunk {
+  return { data: Buffer.alloc(0) };
+}
+
+export const CopyChunk: MessageFns<CopyChunk> = {
+  encode(message: CopyChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyChunk {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: CopyChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyChunk>): CopyChunk {
+    return CopyChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyChunk>): CopyChunk {
+    const message = createBaseCopyChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseCopyInStart(): CopyInStart {
+  return { container: "", path: "", contents: false };
+}
+
+export const CopyInStart: MessageFns<CopyInStart> = {
+  encode(message: CopyInStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.container !== "") {
+      writer.uint32(10).string(message.container);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.contents !== false) {
+      writer.uint32(24).bool(message.contents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.container = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.contents = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyInStart {
+    return {
+      container: isSet(object.container) ? globalThis.String(object.container) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      contents: isSet(object.contents) ? globalThis.Boolean(object.contents) : false,
+    };
+  },
+
+  toJSON(message: CopyInStart): unknown {
+    const obj: any = {};
+    if (message.container !== "") {
+      obj.container = message.container;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.contents !== false) {
+      obj.contents = message.contents;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInStart>): CopyInStart {
+    return CopyInStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyInStart>): CopyInStart {
+    const message = createBaseCopyInStart();
+    message.container = object.container ?? "";
+    message.path = object.path ?? "";
+    message.contents = object.contents ?? false;
+    return message;
+  },
+};
+
+function createBaseCopyInRequest(): CopyInRequest {
+  return { start: undefined, data: undefined };
+}
+
+export const CopyInRequest: MessageFns<CopyInRequest> = {
+  encode(message: CopyInRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      CopyInStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.data !== undefined) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = CopyInStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyInRequest {
+    return {
+      start: isSet(object.start) ? CopyInStart.fromJSON(object.start) : undefined,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : undefined,
+    };
+  },
+
+  toJSON(message: CopyInRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = CopyInStart.toJSON(message.start);
+    }
+    if (message.data !== undefined) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInRequest>): CopyInRequest {
+    return CopyInRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyInRequest>): CopyInRequest {
+    const message = createBaseCopyInRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? CopyInStart.fromPartial(object.start)
+      : undefined;
+    message.data = object.data ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCopyInResponse(): CopyInResponse {
+  return {};
+}
+
+export const CopyInResponse: MessageFns<CopyInResponse> = {
+  encode(_: CopyInResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CopyInResponse {
+    return {};
+  },
+
+  toJSON(_: CopyInResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInResponse>): CopyInResponse {
+    return CopyInResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<CopyInResponse>): CopyInResponse {
+    const message = createBaseCopyInResponse();
+    return message;
+  },
+};
+
 export type ContainerServiceDefinition = typeof ContainerServiceDefinition;
 export const ContainerServiceDefinition = {
   name: "ContainerService",
@@ -4602,6 +5405,36 @@ export const ContainerServiceDefinition = {
       requestType: InspectContainersRequest as typeof InspectContainersRequest,
       requestStream: false,
       responseType: InspectContainersResponse as typeof InspectContainersResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Resource usage of running containers (all of them when `ids` is empty):
+     * counters, so two samples give rates.
+     */
+    statsContainers: {
+      name: "StatsContainers",
+      requestType: StatsContainersRequest as typeof StatsContainersRequest,
+      requestStream: false,
+      responseType: StatsContainersResponse as typeof StatsContainersResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** A tar stream of a path in a running container (`cp`; "/" for `export`). */
+    copyOut: {
+      name: "CopyOut",
+      requestType: CopyOutRequest as typeof CopyOutRequest,
+      requestStream: false,
+      responseType: CopyChunk as typeof CopyChunk,
+      responseStream: true,
+      options: {},
+    },
+    /** A tar stream unpacked in a running container (`cp`); `start` first. */
+    copyIn: {
+      name: "CopyIn",
+      requestType: CopyInRequest as typeof CopyInRequest,
+      requestStream: true,
+      responseType: CopyInResponse as typeof CopyInResponse,
       responseStream: false,
       options: {},
     },

@@ -163,6 +163,18 @@ export interface DeleteProcessRequest {
 export interface DeleteProcessResponse {
 }
 
+export interface CopyRequest {
+  /** Absolute guest path of the mounted rootfs. */
+  rootfs: string;
+  /** Absolute path inside the rootfs. */
+  path: string;
+  port: number;
+  contents: boolean;
+}
+
+export interface CopyResponse {
+}
+
 export interface StatsRequest {
 }
 
@@ -1808,6 +1820,175 @@ export const DeleteProcessResponse: MessageFns<DeleteProcessResponse> = {
   },
 };
 
+function createBaseCopyRequest(): CopyRequest {
+  return { rootfs: "", path: "", port: 0, contents: false };
+}
+
+export const CopyRequest: MessageFns<CopyRequest> = {
+  encode(message: CopyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.port !== 0) {
+      writer.uint32(24).uint32(message.port);
+    }
+    if (message.contents !== false) {
+      writer.uint32(32).bool(message.contents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.contents = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      contents: isSet(object.contents) ? globalThis.Boolean(object.contents) : false,
+    };
+  },
+
+  toJSON(message: CopyRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.contents !== false) {
+      obj.contents = message.contents;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyRequest>): CopyRequest {
+    return CopyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyRequest>): CopyRequest {
+    const message = createBaseCopyRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    message.port = object.port ?? 0;
+    message.contents = object.contents ?? false;
+    return message;
+  },
+};
+
+function createBaseCopyResponse(): CopyResponse {
+  return {};
+}
+
+export const CopyResponse: MessageFns<CopyResponse> = {
+  encode(_: CopyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CopyResponse {
+    return {};
+  },
+
+  toJSON(_: CopyResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyResponse>): CopyResponse {
+    return CopyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<CopyResponse>): CopyResponse {
+    const message = createBaseCopyResponse();
+    return message;
+  },
+};
+
 function createBaseStatsRequest(): StatsRequest {
   return {};
 }
@@ -2814,6 +2995,36 @@ export const AgentService = {
       Buffer.from(DeleteProcessResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteProcessResponse => DeleteProcessResponse.decode(value),
   },
+  /**
+   * Copies `path` of the rootfs out as a tar stream: the guest dials host
+   * port `port`, writes the archive and closes. Its top entry is the path's
+   * base name; "/" archives the whole rootfs without the contents of other
+   * mounts (export). Runs chrooted in the rootfs: links resolve inside it.
+   */
+  copyOut: {
+    path: "/container.agent.v1.Agent/CopyOut" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyRequest): Buffer => Buffer.from(CopyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyRequest => CopyRequest.decode(value),
+    responseSerialize: (value: CopyResponse): Buffer => Buffer.from(CopyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyResponse => CopyResponse.decode(value),
+  },
+  /**
+   * Reads a tar stream from host port `port` and unpacks it at `path` with
+   * `docker cp` rules (into it when it is a directory, else as it); with
+   * `contents`, the archive is a directory's contents and `path` that
+   * directory. Names that leave `path` or go through a symlink are refused.
+   */
+  copyIn: {
+    path: "/container.agent.v1.Agent/CopyIn" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyRequest): Buffer => Buffer.from(CopyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyRequest => CopyRequest.decode(value),
+    responseSerialize: (value: CopyResponse): Buffer => Buffer.from(CopyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyResponse => CopyResponse.decode(value),
+  },
   /** The container's resource usage, from its cgroup. */
   stats: {
     path: "/container.agent.v1.Agent/Stats" as const,
@@ -2878,6 +3089,20 @@ export interface AgentServer extends UntypedServiceImplementation {
   closeProcessStdin: handleUnaryCall<CloseProcessStdinRequest, CloseProcessStdinResponse>;
   /** Frees an exited (or never started) process; invalidState while running. */
   deleteProcess: handleUnaryCall<DeleteProcessRequest, DeleteProcessResponse>;
+  /**
+   * Copies `path` of the rootfs out as a tar stream: the guest dials host
+   * port `port`, writes the archive and closes. Its top entry is the path's
+   * base name; "/" archives the whole rootfs without the contents of other
+   * mounts (export). Runs chrooted in the rootfs: links resolve inside it.
+   */
+  copyOut: handleUnaryCall<CopyRequest, CopyResponse>;
+  /**
+   * Reads a tar stream from host port `port` and unpacks it at `path` with
+   * `docker cp` rules (into it when it is a directory, else as it); with
+   * `contents`, the archive is a directory's contents and `path` that
+   * directory. Names that leave `path` or go through a symlink are refused.
+   */
+  copyIn: handleUnaryCall<CopyRequest, CopyResponse>;
   /** The container's resource usage, from its cgroup. */
   stats: handleUnaryCall<StatsRequest, StatsResponse>;
   /**
@@ -3048,6 +3273,45 @@ export interface AgentClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteProcessResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Copies `path` of the rootfs out as a tar stream: the guest dials host
+   * port `port`, writes the archive and closes. Its top entry is the path's
+   * base name; "/" archives the whole rootfs without the contents of other
+   * mounts (export). Runs chrooted in the rootfs: links resolve inside it.
+   */
+  copyOut(
+    request: CopyRequest,
+    callback: (error: ServiceError | null, response: CopyResponse) => void,
+  ): ClientUnaryCall;
+  copyOut(
+    request: CopyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyResponse) => void,
+  ): ClientUnaryCall;
+  copyOut(
+    request: CopyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reads a tar stream from host port `port` and unpacks it at `path` with
+   * `docker cp` rules (into it when it is a directory, else as it); with
+   * `contents`, the archive is a directory's contents and `path` that
+   * directory. Names that leave `path` or go through a symlink are refused.
+   */
+  copyIn(request: CopyRequest, callback: (error: ServiceError | null, response: CopyResponse) => void): ClientUnaryCall;
+  copyIn(
+    request: CopyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyResponse) => void,
+  ): ClientUnaryCall;
+  copyIn(
+    request: CopyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResponse) => void,
   ): ClientUnaryCall;
   /** The container's resource usage, from its cgroup. */
   stats(

@@ -1005,6 +1005,112 @@ func (*DeleteProcessResponse) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
+type CopyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute guest path of the mounted rootfs.
+	Rootfs string `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	// Absolute path inside the rootfs.
+	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Port          uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Contents      bool   `protobuf:"varint,4,opt,name=contents,proto3" json:"contents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyRequest) Reset() {
+	*x = CopyRequest{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyRequest) ProtoMessage() {}
+
+func (x *CopyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyRequest.ProtoReflect.Descriptor instead.
+func (*CopyRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CopyRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *CopyRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CopyRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *CopyRequest) GetContents() bool {
+	if x != nil {
+		return x.Contents
+	}
+	return false
+}
+
+type CopyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CopyResponse) Reset() {
+	*x = CopyResponse{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CopyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CopyResponse) ProtoMessage() {}
+
+func (x *CopyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CopyResponse.ProtoReflect.Descriptor instead.
+func (*CopyResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
 type StatsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1013,7 +1119,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1131,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1144,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type StatsResponse struct {
@@ -1062,7 +1168,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1180,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1193,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StatsResponse) GetCpuUsageUsec() uint64 {
@@ -1168,7 +1274,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1286,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1299,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type ShutdownResponse struct {
@@ -1204,7 +1310,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1322,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1335,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 // The bootstrap channel. With the kernel argument vminitd.bootstrap=<port>,
@@ -1255,7 +1361,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1373,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1386,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BootstrapRequest) GetMounts() []*MountRequest {
@@ -1318,7 +1424,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1436,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1449,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Resources) GetCpus() float64 {
@@ -1385,7 +1491,7 @@ type BootstrapEvent struct {
 
 func (x *BootstrapEvent) Reset() {
 	*x = BootstrapEvent{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1503,7 @@ func (x *BootstrapEvent) String() string {
 func (*BootstrapEvent) ProtoMessage() {}
 
 func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1516,7 @@ func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapEvent.ProtoReflect.Descriptor instead.
 func (*BootstrapEvent) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BootstrapEvent) GetEvent() isBootstrapEvent_Event {
@@ -1483,7 +1589,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1601,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1614,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Failure) GetCode() string {
@@ -1593,7 +1699,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x19CloseProcessStdinResponse\"&\n" +
 	"\x14DeleteProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15DeleteProcessResponse\"\x0e\n" +
+	"\x15DeleteProcessResponse\"i\n" +
+	"\vCopyRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1a\n" +
+	"\bcontents\x18\x04 \x01(\bR\bcontents\"\x0e\n" +
+	"\fCopyResponse\"\x0e\n" +
 	"\fStatsRequest\"\x90\x03\n" +
 	"\rStatsResponse\x12$\n" +
 	"\x0ecpu_usage_usec\x18\x01 \x01(\x04R\fcpuUsageUsec\x12\"\n" +
@@ -1625,7 +1737,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aFailure\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04hint\x18\x03 \x01(\tR\x04hint2\x8c\b\n" +
+	"\x04hint\x18\x03 \x01(\tR\x04hint2\xa7\t\n" +
 	"\x05Agent\x12I\n" +
 	"\x04Ping\x12\x1f.container.agent.v1.PingRequest\x1a .container.agent.v1.PingResponse\x12L\n" +
 	"\x05Mount\x12 .container.agent.v1.MountRequest\x1a!.container.agent.v1.MountResponse\x12d\n" +
@@ -1636,6 +1748,8 @@ const file_agent_proto_rawDesc = "" +
 	"\rResizeProcess\x12(.container.agent.v1.ResizeProcessRequest\x1a).container.agent.v1.ResizeProcessResponse\x12p\n" +
 	"\x11CloseProcessStdin\x12,.container.agent.v1.CloseProcessStdinRequest\x1a-.container.agent.v1.CloseProcessStdinResponse\x12d\n" +
 	"\rDeleteProcess\x12(.container.agent.v1.DeleteProcessRequest\x1a).container.agent.v1.DeleteProcessResponse\x12L\n" +
+	"\aCopyOut\x12\x1f.container.agent.v1.CopyRequest\x1a .container.agent.v1.CopyResponse\x12K\n" +
+	"\x06CopyIn\x12\x1f.container.agent.v1.CopyRequest\x1a .container.agent.v1.CopyResponse\x12L\n" +
 	"\x05Stats\x12 .container.agent.v1.StatsRequest\x1a!.container.agent.v1.StatsResponse\x12U\n" +
 	"\bShutdown\x12#.container.agent.v1.ShutdownRequest\x1a$.container.agent.v1.ShutdownResponseB:Z8github.com/container-vm/container/vminitd/api/v1;agentv1b\x06proto3"
 
@@ -1651,7 +1765,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),               // 0: container.agent.v1.PingRequest
 	(*PingResponse)(nil),              // 1: container.agent.v1.PingResponse
@@ -1672,23 +1786,25 @@ var file_agent_proto_goTypes = []any{
 	(*CloseProcessStdinResponse)(nil), // 16: container.agent.v1.CloseProcessStdinResponse
 	(*DeleteProcessRequest)(nil),      // 17: container.agent.v1.DeleteProcessRequest
 	(*DeleteProcessResponse)(nil),     // 18: container.agent.v1.DeleteProcessResponse
-	(*StatsRequest)(nil),              // 19: container.agent.v1.StatsRequest
-	(*StatsResponse)(nil),             // 20: container.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),           // 21: container.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),          // 22: container.agent.v1.ShutdownResponse
-	(*BootstrapRequest)(nil),          // 23: container.agent.v1.BootstrapRequest
-	(*Resources)(nil),                 // 24: container.agent.v1.Resources
-	(*BootstrapEvent)(nil),            // 25: container.agent.v1.BootstrapEvent
-	(*Failure)(nil),                   // 26: container.agent.v1.Failure
+	(*CopyRequest)(nil),               // 19: container.agent.v1.CopyRequest
+	(*CopyResponse)(nil),              // 20: container.agent.v1.CopyResponse
+	(*StatsRequest)(nil),              // 21: container.agent.v1.StatsRequest
+	(*StatsResponse)(nil),             // 22: container.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),           // 23: container.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),          // 24: container.agent.v1.ShutdownResponse
+	(*BootstrapRequest)(nil),          // 25: container.agent.v1.BootstrapRequest
+	(*Resources)(nil),                 // 26: container.agent.v1.Resources
+	(*BootstrapEvent)(nil),            // 27: container.agent.v1.BootstrapEvent
+	(*Failure)(nil),                   // 28: container.agent.v1.Failure
 }
 var file_agent_proto_depIdxs = []int32{
 	4,  // 0: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
 	2,  // 1: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
 	5,  // 2: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
-	24, // 3: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
+	26, // 3: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
 	8,  // 4: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
 	10, // 5: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
-	26, // 6: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
+	28, // 6: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
 	0,  // 7: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
 	2,  // 8: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
 	5,  // 9: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
@@ -1698,21 +1814,25 @@ var file_agent_proto_depIdxs = []int32{
 	13, // 13: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
 	15, // 14: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
 	17, // 15: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
-	19, // 16: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
-	21, // 17: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
-	1,  // 18: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
-	3,  // 19: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
-	6,  // 20: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
-	8,  // 21: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
-	10, // 22: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
-	12, // 23: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
-	14, // 24: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
-	16, // 25: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
-	18, // 26: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
-	20, // 27: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
-	22, // 28: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
-	18, // [18:29] is the sub-list for method output_type
-	7,  // [7:18] is the sub-list for method input_type
+	19, // 16: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
+	19, // 17: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
+	21, // 18: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
+	23, // 19: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
+	1,  // 20: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
+	3,  // 21: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
+	6,  // 22: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
+	8,  // 23: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
+	10, // 24: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
+	12, // 25: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
+	14, // 26: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
+	16, // 27: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
+	18, // 28: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
+	20, // 29: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
+	20, // 30: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
+	22, // 31: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
+	24, // 32: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
+	20, // [20:33] is the sub-list for method output_type
+	7,  // [7:20] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1723,7 +1843,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[25].OneofWrappers = []any{
+	file_agent_proto_msgTypes[27].OneofWrappers = []any{
 		(*BootstrapEvent_Started)(nil),
 		(*BootstrapEvent_Exited)(nil),
 		(*BootstrapEvent_Failed)(nil),
@@ -1734,7 +1854,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -40,6 +40,8 @@ const (
 	Agent_ResizeProcess_FullMethodName     = "/container.agent.v1.Agent/ResizeProcess"
 	Agent_CloseProcessStdin_FullMethodName = "/container.agent.v1.Agent/CloseProcessStdin"
 	Agent_DeleteProcess_FullMethodName     = "/container.agent.v1.Agent/DeleteProcess"
+	Agent_CopyOut_FullMethodName           = "/container.agent.v1.Agent/CopyOut"
+	Agent_CopyIn_FullMethodName            = "/container.agent.v1.Agent/CopyIn"
 	Agent_Stats_FullMethodName             = "/container.agent.v1.Agent/Stats"
 	Agent_Shutdown_FullMethodName          = "/container.agent.v1.Agent/Shutdown"
 )
@@ -76,6 +78,16 @@ type AgentClient interface {
 	CloseProcessStdin(ctx context.Context, in *CloseProcessStdinRequest, opts ...grpc.CallOption) (*CloseProcessStdinResponse, error)
 	// Frees an exited (or never started) process; invalidState while running.
 	DeleteProcess(ctx context.Context, in *DeleteProcessRequest, opts ...grpc.CallOption) (*DeleteProcessResponse, error)
+	// Copies `path` of the rootfs out as a tar stream: the guest dials host
+	// port `port`, writes the archive and closes. Its top entry is the path's
+	// base name; "/" archives the whole rootfs without the contents of other
+	// mounts (export). Runs chrooted in the rootfs: links resolve inside it.
+	CopyOut(ctx context.Context, in *CopyRequest, opts ...grpc.CallOption) (*CopyResponse, error)
+	// Reads a tar stream from host port `port` and unpacks it at `path` with
+	// `docker cp` rules (into it when it is a directory, else as it); with
+	// `contents`, the archive is a directory's contents and `path` that
+	// directory. Names that leave `path` or go through a symlink are refused.
+	CopyIn(ctx context.Context, in *CopyRequest, opts ...grpc.CallOption) (*CopyResponse, error)
 	// The container's resource usage, from its cgroup.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
@@ -181,6 +193,26 @@ func (c *agentClient) DeleteProcess(ctx context.Context, in *DeleteProcessReques
 	return out, nil
 }
 
+func (c *agentClient) CopyOut(ctx context.Context, in *CopyRequest, opts ...grpc.CallOption) (*CopyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CopyResponse)
+	err := c.cc.Invoke(ctx, Agent_CopyOut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) CopyIn(ctx context.Context, in *CopyRequest, opts ...grpc.CallOption) (*CopyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CopyResponse)
+	err := c.cc.Invoke(ctx, Agent_CopyIn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StatsResponse)
@@ -233,6 +265,16 @@ type AgentServer interface {
 	CloseProcessStdin(context.Context, *CloseProcessStdinRequest) (*CloseProcessStdinResponse, error)
 	// Frees an exited (or never started) process; invalidState while running.
 	DeleteProcess(context.Context, *DeleteProcessRequest) (*DeleteProcessResponse, error)
+	// Copies `path` of the rootfs out as a tar stream: the guest dials host
+	// port `port`, writes the archive and closes. Its top entry is the path's
+	// base name; "/" archives the whole rootfs without the contents of other
+	// mounts (export). Runs chrooted in the rootfs: links resolve inside it.
+	CopyOut(context.Context, *CopyRequest) (*CopyResponse, error)
+	// Reads a tar stream from host port `port` and unpacks it at `path` with
+	// `docker cp` rules (into it when it is a directory, else as it); with
+	// `contents`, the archive is a directory's contents and `path` that
+	// directory. Names that leave `path` or go through a symlink are refused.
+	CopyIn(context.Context, *CopyRequest) (*CopyResponse, error)
 	// The container's resource usage, from its cgroup.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
@@ -274,6 +316,12 @@ func (UnimplementedAgentServer) CloseProcessStdin(context.Context, *CloseProcess
 }
 func (UnimplementedAgentServer) DeleteProcess(context.Context, *DeleteProcessRequest) (*DeleteProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteProcess not implemented")
+}
+func (UnimplementedAgentServer) CopyOut(context.Context, *CopyRequest) (*CopyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CopyOut not implemented")
+}
+func (UnimplementedAgentServer) CopyIn(context.Context, *CopyRequest) (*CopyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CopyIn not implemented")
 }
 func (UnimplementedAgentServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
@@ -464,6 +512,42 @@ func _Agent_DeleteProcess_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_CopyOut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CopyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).CopyOut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_CopyOut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).CopyOut(ctx, req.(*CopyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_CopyIn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CopyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).CopyIn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_CopyIn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).CopyIn(ctx, req.(*CopyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_Stats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StatsRequest)
 	if err := dec(in); err != nil {
@@ -542,6 +626,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteProcess",
 			Handler:    _Agent_DeleteProcess_Handler,
+		},
+		{
+			MethodName: "CopyOut",
+			Handler:    _Agent_CopyOut_Handler,
+		},
+		{
+			MethodName: "CopyIn",
+			Handler:    _Agent_CopyIn_Handler,
 		},
 		{
 			MethodName: "Stats",

@@ -21,6 +21,7 @@ import (
 	"github.com/mdlayher/vsock"
 	"golang.org/x/sys/unix"
 
+	"github.com/container-vm/container/vminitd/internal/archive"
 	"github.com/container-vm/container/vminitd/internal/boot"
 	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/config"
@@ -41,6 +42,10 @@ const (
 )
 
 func main() {
+	// A child vminitd starts for `container cp` and `export` (archive.Main).
+	if len(os.Args) > 1 && os.Args[1] == "copy" {
+		os.Exit(archive.Main(os.Args[2:]))
+	}
 	pid1 := os.Getpid() == 1
 
 	// A write to a closed connection must return EPIPE, not kill us. Notify
@@ -138,6 +143,7 @@ func main() {
 		Log:       log,
 		Version:   version,
 		Processes: procs,
+		Dial:      dialHost,
 		Shutdown:  func() { shutdown("Shutdown RPC") },
 	})
 

@@ -36,6 +36,8 @@ type Options struct {
 	// CgroupRoot is where the container's cgroup is made; cgroup.Root
 	// unless a test replaces it.
 	CgroupRoot string
+	// Dial connects to a host vsock port (copies stream over one).
+	Dial func(ctx context.Context, port uint32) (net.Conn, error)
 }
 
 // Server implements agentv1.AgentServer.

@@ -12,8 +12,12 @@ import {
   Client,
   type ClientDuplexStream,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -135,6 +139,28 @@ export interface StatsResponse {
   pidsCurrent: bigint;
   /** Guest uptime when read, so that two samples give a CPU rate. */
   uptimeNs: bigint;
+}
+
+export interface CopyOutRequest {
+  path: string;
+}
+
+export interface CopyChunk {
+  data: Buffer;
+}
+
+export interface CopyInStart {
+  path: string;
+  /** The archive holds a directory's contents; `path` is that directory. */
+  contents: boolean;
+}
+
+export interface CopyInRequest {
+  start?: CopyInStart | undefined;
+  data?: Buffer | undefined;
+}
+
+export interface CopyInResponse {
 }
 
 function createBaseStateRequest(): StateRequest {
@@ -1843,6 +1869,364 @@ export const StatsResponse: MessageFns<StatsResponse> = {
   },
 };
 
+function createBaseCopyOutRequest(): CopyOutRequest {
+  return { path: "" };
+}
+
+export const CopyOutRequest: MessageFns<CopyOutRequest> = {
+  encode(message: CopyOutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyOutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyOutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyOutRequest {
+    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+  },
+
+  toJSON(message: CopyOutRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyOutRequest>): CopyOutRequest {
+    return CopyOutRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyOutRequest>): CopyOutRequest {
+    const message = createBaseCopyOutRequest();
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseCopyChunk(): CopyChunk {
+  return { data: Buffer.alloc(0) };
+}
+
+export const CopyChunk: MessageFns<CopyChunk> = {
+  encode(message: CopyChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyChunk {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: CopyChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyChunk>): CopyChunk {
+    return CopyChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyChunk>): CopyChunk {
+    const message = createBaseCopyChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseCopyInStart(): CopyInStart {
+  return { path: "", contents: false };
+}
+
+export const CopyInStart: MessageFns<CopyInStart> = {
+  encode(message: CopyInStart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.contents !== false) {
+      writer.uint32(16).bool(message.contents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInStart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInStart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.contents = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyInStart {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      contents: isSet(object.contents) ? globalThis.Boolean(object.contents) : false,
+    };
+  },
+
+  toJSON(message: CopyInStart): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.contents !== false) {
+      obj.contents = message.contents;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInStart>): CopyInStart {
+    return CopyInStart.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyInStart>): CopyInStart {
+    const message = createBaseCopyInStart();
+    message.path = object.path ?? "";
+    message.contents = object.contents ?? false;
+    return message;
+  },
+};
+
+function createBaseCopyInRequest(): CopyInRequest {
+  return { start: undefined, data: undefined };
+}
+
+export const CopyInRequest: MessageFns<CopyInRequest> = {
+  encode(message: CopyInRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.start !== undefined) {
+      CopyInStart.encode(message.start, writer.uint32(10).fork()).join();
+    }
+    if (message.data !== undefined) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.start = CopyInStart.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyInRequest {
+    return {
+      start: isSet(object.start) ? CopyInStart.fromJSON(object.start) : undefined,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : undefined,
+    };
+  },
+
+  toJSON(message: CopyInRequest): unknown {
+    const obj: any = {};
+    if (message.start !== undefined) {
+      obj.start = CopyInStart.toJSON(message.start);
+    }
+    if (message.data !== undefined) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInRequest>): CopyInRequest {
+    return CopyInRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CopyInRequest>): CopyInRequest {
+    const message = createBaseCopyInRequest();
+    message.start = (object.start !== undefined && object.start !== null)
+      ? CopyInStart.fromPartial(object.start)
+      : undefined;
+    message.data = object.data ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCopyInResponse(): CopyInResponse {
+  return {};
+}
+
+export const CopyInResponse: MessageFns<CopyInResponse> = {
+  encode(_: CopyInResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyInResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyInResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CopyInResponse {
+    return {};
+  },
+
+  toJSON(_: CopyInResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<CopyInResponse>): CopyInResponse {
+    return CopyInResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<CopyInResponse>): CopyInResponse {
+    const message = createBaseCopyInResponse();
+    return message;
+  },
+};
+
 export type RuntimeService = typeof RuntimeService;
 export const RuntimeService = {
   /** Current state; also how a restarted apiserver finds a live helper again. */
@@ -1910,6 +2294,29 @@ export const RuntimeService = {
     responseSerialize: (value: StatsResponse): Buffer => Buffer.from(StatsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StatsResponse => StatsResponse.decode(value),
   },
+  /** A tar stream of `path` in the running container (see the agent's CopyOut). */
+  copyOut: {
+    path: "/container.runtime.v1.Runtime/CopyOut" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CopyOutRequest): Buffer => Buffer.from(CopyOutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyOutRequest => CopyOutRequest.decode(value),
+    responseSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+  },
+  /**
+   * A tar stream unpacked at a path in the running container; the first
+   * message is `start` (see the agent's CopyIn).
+   */
+  copyIn: {
+    path: "/container.runtime.v1.Runtime/CopyIn" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyInRequest): Buffer => Buffer.from(CopyInRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyInRequest => CopyInRequest.decode(value),
+    responseSerialize: (value: CopyInResponse): Buffer => Buffer.from(CopyInResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyInResponse => CopyInResponse.decode(value),
+  },
   /**
    * Runs another process in the running container. The first message is
    * `start`; then stdin, its EOF and signals flow in, and `started`, output
@@ -1955,6 +2362,13 @@ export interface RuntimeServer extends UntypedServiceImplementation {
    * with invalidState unless the container runs.
    */
   stats: handleUnaryCall<StatsRequest, StatsResponse>;
+  /** A tar stream of `path` in the running container (see the agent's CopyOut). */
+  copyOut: handleServerStreamingCall<CopyOutRequest, CopyChunk>;
+  /**
+   * A tar stream unpacked at a path in the running container; the first
+   * message is `start` (see the agent's CopyIn).
+   */
+  copyIn: handleClientStreamingCall<CopyInRequest, CopyInResponse>;
   /**
    * Runs another process in the running container. The first message is
    * `start`; then stdin, its EOF and signals flow in, and `started`, output
@@ -2050,6 +2464,31 @@ export interface RuntimeClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StatsResponse) => void,
   ): ClientUnaryCall;
+  /** A tar stream of `path` in the running container (see the agent's CopyOut). */
+  copyOut(request: CopyOutRequest, options?: Partial<CallOptions>): ClientReadableStream<CopyChunk>;
+  copyOut(
+    request: CopyOutRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CopyChunk>;
+  /**
+   * A tar stream unpacked at a path in the running container; the first
+   * message is `start` (see the agent's CopyIn).
+   */
+  copyIn(callback: (error: ServiceError | null, response: CopyInResponse) => void): ClientWritableStream<CopyInRequest>;
+  copyIn(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyInResponse) => void,
+  ): ClientWritableStream<CopyInRequest>;
+  copyIn(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyInResponse) => void,
+  ): ClientWritableStream<CopyInRequest>;
+  copyIn(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyInResponse) => void,
+  ): ClientWritableStream<CopyInRequest>;
   /**
    * Runs another process in the running container. The first message is
    * `start`; then stdin, its EOF and signals flow in, and `started`, output

@@ -54,5 +54,6 @@ await $`npx tsc -p tsconfig.json`;
 await goTests();
 await vitest("unit");
 await vitest("e2e", ["--no-file-parallelism"]);
+await vitest("reliability", ["--no-file-parallelism"]);
 console.log(`tests: ${results.passed} passed, ${results.failed} failed`);
 process.exit(ok && results.failed === 0 ? 0 : 1);

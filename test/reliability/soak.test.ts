@@ -1,0 +1,64 @@
+// Soak: SOAK_CYCLES (default 100) cycles of 4 parallel `run --rm`, then
+// nothing may be left: no QEMU, helper or backend process, no runtime socket
+// or directory, no container directory, and the apiserver holds no more file
+// descriptors than it did after the first cycle.
+import { existsSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestEnv, type TestEnv } from "../support/env.js";
+
+const CYCLES = Number(process.env.SOAK_CYCLES ?? 100);
+const PARALLEL = 4;
+
+let t: TestEnv;
+
+beforeAll(async () => {
+  t = await createTestEnv();
+});
+
+afterAll(async () => {
+  // close() fails on any process or runtime file left behind.
+  await t?.close();
+});
+
+const list = async (dir: string): Promise<string[]> => (existsSync(dir) ? await readdir(dir) : []);
+
+async function apiserverFds(): Promise<number> {
+  const pid = Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
+  return (await readdir(`/proc/${pid}/fd`)).length;
+}
+
+describe("soak", () => {
+  it(`runs ${CYCLES} cycles of ${PARALLEL} parallel \`run --rm\` and leaks nothing`, async () => {
+    let fdsAfterFirst = 0;
+    const started = Date.now();
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      const runs = await Promise.all(
+        Array.from({ length: PARALLEL }, (_, i) => t.cli(["run", "--rm", "demo", "sh", "-c", `echo ${cycle}-${i}`])),
+      );
+      runs.forEach((r, i) => {
+        expect(r, `cycle ${cycle}, run ${i}: ${r.stderr}`).toMatchObject({ code: 0, stdout: `${cycle}-${i}\n` });
+      });
+      if (cycle === 0) fdsAfterFirst = await apiserverFds();
+    }
+    const fds = await apiserverFds();
+    // Only the processes of this installation count: the spare helper is one.
+    const processes = t.processes().filter((p) => !p.includes("--standby") && !p.includes("apiserver/main.js"));
+    const report = {
+      cycles: CYCLES,
+      runs: CYCLES * PARALLEL,
+      seconds: Math.round((Date.now() - started) / 1000),
+      apiserverFds: { afterFirstCycle: fdsAfterFirst, atEnd: fds },
+      leftoverProcesses: processes,
+      leftoverRuntimeDirs: await list(join(t.dir, "run", "c")),
+      leftoverContainers: await list(join(t.dir, "data", "containers")),
+    };
+    process.stdout.write(`soak: ${JSON.stringify(report)}\n`);
+    expect(report.leftoverProcesses).toEqual([]);
+    expect(report.leftoverRuntimeDirs).toEqual([]);
+    expect(report.leftoverContainers).toEqual([]);
+    expect(fds).toBeLessThanOrEqual(fdsAfterFirst + 2);
+    expect((await t.cli(["ls", "-aq"])).stdout).toBe("");
+  });
+});

@@ -2,15 +2,15 @@
 // the VM), start, attach, kill, delete, list, and finding live helpers again
 // after a restart. The only writer of container records.
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { call } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageStore } from "../../helpers/image/types.js";
 import type { GuestAssets } from "../../helpers/hypervisor/types.js";
-import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
+import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
 import { createHelperLauncher, readExitRecord, reattachHelper, type HelperHandle } from "./helper.js";
@@ -61,6 +61,24 @@ export interface ContainerManager {
   recover(): Promise<void>;
 }
 
+/** The last lines of a bundle's runtime, guest agent and console logs. */
+async function logTails(bundle: string, lines = 15): Promise<Record<string, string[]>> {
+  const tails: Record<string, string[]> = {};
+  for (const file of [RUNTIME_LOG_FILE, VMINITD_LOG_FILE, BOOT_LOG_FILE]) {
+    const text = await readFile(join(bundle, file), "utf8").catch(() => "");
+    tails[file] = text.trimEnd().split("\n").slice(-lines);
+  }
+  return tails;
+}
+
+/** A kernel asked for with -k: an absolute path to a readable file, checked before anything is made. */
+async function checkKernel(path: string): Promise<string> {
+  if (!isAbsolute(path)) throw new ContainerError("invalidArgument", `the kernel path must be absolute, not "${path}"`);
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile()) throw new ContainerError("notFound", `no kernel at ${path}`, { hint: "give the path of a guest kernel image (vmlinux on x86_64, Image on arm64)" });
+  return path;
+}
+
 /** After SIGKILL, how long the process gets before the VM itself is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -103,6 +121,9 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       helpers.delete(record.id);
       const exit = await readExitRecord(bundleDir(dataDir, record.id));
       if (record.autoRemove) {
+        // The logs go with the bundle: when the runtime, not the process,
+        // ended the container, keep their tails in the apiserver's log.
+        if (exit?.reason !== "exited") logger.warn("container failed; its logs before removal", await logTails(bundleDir(dataDir, record.id)));
         record.state = "stopped";
         record.exitCode = exit?.exitCode ?? 137;
         await removeBundle(record);
@@ -126,6 +147,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           hint: "remove that container or choose another name",
         });
       }
+      const kernelPath = request.kernel ? await checkKernel(request.kernel) : options.assets.kernelPath;
       const image = await options.images.resolve(request.image, { os: "linux", architecture: options.assets.arch === "x86_64" ? "amd64" : "arm64" });
       const proc = buildProcess(request, image.config);
       const id = randomBytes(32).toString("hex");
@@ -166,7 +188,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
             arch: options.assets.arch,
             cpus: request.cpus,
             memoryMiB: request.memoryMiB,
-            kernelPath: options.assets.kernelPath,
+            kernelPath,
             kernelArgs: options.guestKernelArgs ?? [],
             disks: [
               { path: options.assets.initfsPath, format: "raw", readOnly: true },

@@ -21,6 +21,7 @@ function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
     user: "",
     readOnly: false,
     tty: false,
+    kernel: "",
     ...overrides,
   };
 }

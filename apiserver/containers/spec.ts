@@ -24,6 +24,8 @@ export interface CreateRequest {
   readOnly: boolean;
   /** A terminal (-t). */
   tty: boolean;
+  /** A kernel to boot instead of the configured one; "" for that one. */
+  kernel: string;
 }
 
 export interface ProcessSpec {

@@ -81,6 +81,7 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
     ...(config.entrypoint === undefined ? {} : { entrypoint: config.entrypoint }),
     readOnly: config.readOnly,
     tty: config.tty,
+    kernel: config.kernel,
   };
 }
 

@@ -2,6 +2,7 @@
 // signals, and exit with the container's status (Docker's codes: 125 when the
 // runtime fails, 127 when the command is not in the image).
 import { access, readFile, writeFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
@@ -27,6 +28,7 @@ export interface CreateOptions {
   uid?: string;
   gid?: string;
   tty?: boolean;
+  kernel?: string;
 }
 
 export interface RunOptions extends CreateOptions {
@@ -65,6 +67,7 @@ export async function containerConfig(image: string, command: string[], opts: Cr
     readOnly: Boolean(opts.readOnly),
     user: parseUser(opts),
     tty: Boolean(opts.tty),
+    kernel: opts.kernel === undefined ? "" : resolve(opts.kernel),
   };
 }
 
@@ -180,6 +183,7 @@ function withCreateOptions(cmd: Command): Command {
     .option("--uid <uid>", "run as this user id")
     .option("--gid <gid>", "run with this group id")
     .option("--cidfile <file>", "write the container id to a file")
+    .option("-k, --kernel <path>", "boot this guest kernel instead of the configured one")
     .passThroughOptions();
 }
 

@@ -1,9 +1,9 @@
 // The container lifecycle end to end: create/start, stop, logs, inspect,
 // prune, rm, and the create flags that need a real VM to show.
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestEnv, waitFor, type TestEnv } from "../support/env.js";
+import { createTestEnv, ROOT, waitFor, type TestEnv } from "../support/env.js";
 
 let t: TestEnv;
 
@@ -108,6 +108,15 @@ describe("create flags", () => {
     const kib = Number(/MemTotal:\s+(\d+) kB/.exec(memTotal ?? "")?.[1]);
     expect(kib).toBeGreaterThan(400 * 1024);
     expect(kib).toBeLessThanOrEqual(512 * 1024);
+  });
+
+  it("-k boots another kernel; a missing one is one line", async () => {
+    const kernel = join(t.dir, "kernel-copy");
+    await copyFile(join(ROOT, "build", "kernel", process.arch === "arm64" ? "arm64" : "x86_64", process.arch === "arm64" ? "Image" : "vmlinux"), kernel);
+    expect(await t.cli(["run", "--rm", "-k", kernel, "demo", "echo", "own kernel"])).toMatchObject({ code: 0, stdout: "own kernel\n" });
+    const r = await t.cli(["run", "--rm", "-k", join(t.dir, "nope"), "demo", "true"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^Error: no kernel at /);
   });
 
   it("-l labels show in inspect", async () => {

@@ -6,7 +6,7 @@ import { stat } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ContainerServiceDefinition } from "../../apiserver/api/gen/apiserver.js";
+import { ContainerConfig, ContainerServiceDefinition } from "../../apiserver/api/gen/apiserver.js";
 import { createHttp2Client } from "../../lib/grpc/http2-client.js";
 import { expectContainerRejection } from "../../lib/errors/testing.js";
 import { createTestEnv, type TestEnv } from "../support/env.js";
@@ -60,7 +60,7 @@ describe("junk on the socket", () => {
     const client = createHttp2Client(ContainerServiceDefinition, socket);
     try {
       // 8 MiB of environment: past the server's 4 MiB receive limit.
-      const config = { name: "", image: "demo", command: ["true"], env: [`X=${"y".repeat(8 << 20)}`], workdir: "", interactive: false, autoRemove: true, cpus: 0, memoryMib: 0n, labels: {}, readOnly: false, user: "", tty: false };
+      const config = ContainerConfig.fromPartial({ image: "demo", command: ["true"], env: [`X=${"y".repeat(8 << 20)}`], autoRemove: true });
       await expectContainerRejection(client.unary("createContainer", { config }), "resourceExhausted");
       expect((await client.unary("ping", {})).version).toBeTruthy();
     } finally {

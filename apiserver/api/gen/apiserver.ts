@@ -58,6 +58,8 @@ export interface ContainerConfig {
   user: string;
   /** A terminal (-t): stdout carries it, there is no separate stderr. */
   tty: boolean;
+  /** The guest kernel to boot instead of the configured one (absolute path). */
+  kernel: string;
 }
 
 export interface ContainerConfig_LabelsEntry {
@@ -615,6 +617,7 @@ function createBaseContainerConfig(): ContainerConfig {
     readOnly: false,
     user: "",
     tty: false,
+    kernel: "",
   };
 }
 
@@ -664,6 +667,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.tty !== false) {
       writer.uint32(112).bool(message.tty);
+    }
+    if (message.kernel !== "") {
+      writer.uint32(122).string(message.kernel);
     }
     return writer;
   },
@@ -796,6 +802,14 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.tty = reader.bool();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.kernel = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -849,6 +863,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         : false,
       user: isSet(object.user) ? globalThis.String(object.user) : "",
       tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
+      kernel: isSet(object.kernel) ? globalThis.String(object.kernel) : "",
     };
   },
 
@@ -902,6 +917,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.tty !== false) {
       obj.tty = message.tty;
     }
+    if (message.kernel !== "") {
+      obj.kernel = message.kernel;
+    }
     return obj;
   },
 
@@ -932,6 +950,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.readOnly = object.readOnly ?? false;
     message.user = object.user ?? "";
     message.tty = object.tty ?? false;
+    message.kernel = object.kernel ?? "";
     return message;
   },
 };

@@ -232,7 +232,7 @@ func bootstrap(srv *server.Server, conn net.Conn, port uint32) error {
 // from vminitd.log=<port> (falling back to the console when it cannot).
 // Outside a VM (not PID 1, for development) the console is stderr.
 func setupLogging(cfg config.Config, pid1 bool) (*logging.Writer, *slog.Logger) {
-	var out io.Writer
+	var out, fallback io.Writer
 	var dialErr error
 	if cfg.LogPort != 0 {
 		// Short: the gRPC listener is up but not served until this is done.
@@ -241,6 +241,9 @@ func setupLogging(cfg config.Config, pid1 bool) (*logging.Writer, *slog.Logger) 
 		cancel()
 		if err == nil {
 			out = conn
+			if pid1 {
+				fallback = logging.OpenConsole()
+			}
 		}
 		dialErr = err
 	}
@@ -250,7 +253,7 @@ func setupLogging(cfg config.Config, pid1 bool) (*logging.Writer, *slog.Logger) 
 	if out == nil {
 		out = os.Stderr
 	}
-	w := logging.NewWriter(out)
+	w := logging.NewWriter(out, fallback)
 	log := logging.New(w, cfg.Debug)
 	if dialErr != nil {
 		log.Warn("cannot dial the log port; logging to the console", "port", cfg.LogPort, "err", dialErr)

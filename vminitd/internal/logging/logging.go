@@ -20,14 +20,22 @@ type item struct {
 // Writer queues lines and writes them from one goroutine. When the queue is
 // full, lines are dropped (and counted) rather than blocking the caller.
 type Writer struct {
-	out     io.Writer
-	queue   chan item
-	dropped atomic.Uint64
+	out      io.Writer
+	fallback io.Writer
+	queue    chan item
+	dropped  atomic.Uint64
 }
 
-// NewWriter starts a Writer over out.
-func NewWriter(out io.Writer) *Writer {
-	w := &Writer{out: out, queue: make(chan item, 1024)}
+// writeTimeout bounds one line's write to a connection: a host end that
+// stops reading must not silence the log.
+const writeTimeout = 2 * time.Second
+
+// NewWriter starts a Writer over out. When a write to out fails (or, for a
+// connection, takes longer than writeTimeout), that line and every later one
+// go to fallback instead, if there is one: the console keeps what a broken
+// log connection would lose, the last words before a power-off included.
+func NewWriter(out, fallback io.Writer) *Writer {
+	w := &Writer{out: out, fallback: fallback, queue: make(chan item, 1024)}
 	go w.run()
 	return w
 }
@@ -38,7 +46,14 @@ func (w *Writer) run() {
 			close(it.done)
 			continue
 		}
-		_, _ = w.out.Write(it.line)
+		if d, ok := w.out.(interface{ SetWriteDeadline(time.Time) error }); ok && w.fallback != nil {
+			_ = d.SetWriteDeadline(time.Now().Add(writeTimeout))
+		}
+		if _, err := w.out.Write(it.line); err != nil && w.fallback != nil {
+			w.out, w.fallback = w.fallback, nil
+			_, _ = w.out.Write([]byte(`{"level":"WARN","msg":"the log connection failed; logging to the console","component":"vminitd"}` + "\n"))
+			_, _ = w.out.Write(it.line)
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ func (s *syncBuffer) String() string {
 
 func TestJSONLines(t *testing.T) {
 	var buf syncBuffer
-	w := NewWriter(&buf)
+	w := NewWriter(&buf, nil)
 	log := New(w, false)
 	log.Info("hello", "n", 1)
 	log.Debug("hidden")
@@ -42,5 +44,20 @@ func TestJSONLines(t *testing.T) {
 	}
 	if rec["msg"] != "hello" || rec["component"] != "vminitd" || rec["level"] != "INFO" || rec["n"] != 1.0 {
 		t.Fatalf("record: %v", rec)
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
+
+func TestFallbackAfterAFailedWrite(t *testing.T) {
+	var console bytes.Buffer
+	w := NewWriter(failingWriter{}, &console)
+	_, _ = w.Write([]byte("first\n"))
+	_, _ = w.Write([]byte("second\n"))
+	w.Flush(time.Second)
+	if got := console.String(); !strings.Contains(got, "the log connection failed") || !strings.HasSuffix(got, "first\nsecond\n") {
+		t.Fatalf("console got %q", got)
 	}
 }

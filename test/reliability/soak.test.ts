@@ -4,10 +4,11 @@
 // descriptors than it did after the first cycle.
 //
 // Known bug, kept visible rather than hidden: about one run in 300 under this
-// load fails to start because the guest resets right after mounting the
-// rootfs, its bootstrap and log connections gone quiet (see the session note
-// on issue 7). Such a run must still fail cleanly (one line, status 125,
-// nothing left behind); the report lists every one, and more than 1% fails.
+// load dies with its VM: the guest resets soon after mounting the rootfs, its
+// vsock connections gone quiet (see the session note on issue 7), and the run
+// ends with 125 and one line (before the process started) or 137 (after).
+// Such a run must still end cleanly and leave nothing behind; the report
+// lists every one, and more than 1% of them fails the test.
 import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -38,20 +39,15 @@ async function apiserverFds(): Promise<number> {
 describe("soak", () => {
   it(`runs ${CYCLES} cycles of ${PARALLEL} parallel \`run --rm\` and leaks nothing`, async () => {
     let fdsAfterFirst = 0;
-    const failures: string[] = [];
+    const failures: { cycle: number; run: number; code: number; stdout: string; stderr: string }[] = [];
     const started = Date.now();
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       const runs = await Promise.all(
         Array.from({ length: PARALLEL }, (_, i) => t.cli(["run", "--rm", "demo", "sh", "-c", `echo ${cycle}-${i}`])),
       );
       runs.forEach((r, i) => {
-        if (r.code === 0) {
-          expect(r.stdout, `cycle ${cycle}, run ${i}`).toBe(`${cycle}-${i}\n`);
-          return;
-        }
-        failures.push(`cycle ${cycle}, run ${i}: ${r.code} ${r.stderr.trim()}`);
-        expect(r.code).toBe(125);
-        expect(r.stderr).toMatch(/^Error: [^\n]+\n(Hint: [^\n]+\n)?$/);
+        if (r.code === 0 && r.stdout === `${cycle}-${i}\n`) return;
+        failures.push({ cycle, run: i, code: r.code, stdout: r.stdout, stderr: r.stderr });
       });
       if (cycle === 0) fdsAfterFirst = await apiserverFds();
     }
@@ -61,7 +57,7 @@ describe("soak", () => {
     const report = {
       cycles: CYCLES,
       runs: CYCLES * PARALLEL,
-      failedToStart: failures,
+      failed: failures,
       seconds: Math.round((Date.now() - started) / 1000),
       apiserverFds: { afterFirstCycle: fdsAfterFirst, atEnd: fds },
       leftoverProcesses: processes,
@@ -69,6 +65,11 @@ describe("soak", () => {
       leftoverContainers: await list(join(t.dir, "data", "containers")),
     };
     process.stdout.write(`soak: ${JSON.stringify(report)}\n`);
+    for (const f of failures) {
+      // A VM that died: 125 with one line before the process ran, 137 after.
+      expect([125, 137], JSON.stringify(f)).toContain(f.code);
+      if (f.code === 125) expect(f.stderr, JSON.stringify(f)).toMatch(/^Error: [^\n]+\n(Hint: [^\n]+\n)?$/);
+    }
     expect(failures.length).toBeLessThanOrEqual(Math.floor((CYCLES * PARALLEL) / 100));
     expect(report.leftoverProcesses).toEqual([]);
     expect(report.leftoverRuntimeDirs).toEqual([]);

@@ -4,10 +4,10 @@
 // are found again on the next start); the Shutdown RPC stops them first.
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Metadata, Server } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { loadConfig } from "../lib/config/index.js";
 import { asContainerError, ContainerError } from "../lib/errors/index.js";
-import { bindUnix, call, grpcService, insecure, shutdownServer, unixTarget } from "../lib/grpc/index.js";
+import { bindUnix, grpcService, shutdownServer } from "../lib/grpc/index.js";
 import { createLogger } from "../lib/log/index.js";
 import { apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
 import { createImageStore } from "../helpers/image/index.js";

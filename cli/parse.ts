@@ -36,6 +36,14 @@ export function parseUser(opts: { user?: string; uid?: string; gid?: string }): 
   return user;
 }
 
+/** `--format` of listings and inspect: json or table. */
+export function parseFormat(value: string): "json" | "table" {
+  if (value !== "json" && value !== "table") {
+    throw new ContainerError("invalidArgument", `unknown format "${value}"`, { hint: "use json or table" });
+  }
+  return value;
+}
+
 /** A whole number of seconds (`stop -t`). */
 export function parseSeconds(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 86_400) {

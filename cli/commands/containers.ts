@@ -4,7 +4,8 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { LogsRequest } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
-import { parseCount, parseSeconds, parseSignal } from "../parse.js";
+import { writeOutput } from "../stdio.js";
+import { parseCount, parseFormat, parseSeconds, parseSignal } from "../parse.js";
 import { formatAgo, renderJson, renderTable } from "../render/table.js";
 
 function status(state: string, exitCode: number): string {
@@ -20,13 +21,11 @@ export function registerContainers(program: Command): void {
     .option("-q, --quiet", "only ids")
     .option("--format <format>", "json or table", "table")
     .action(async (opts: { all?: boolean; quiet?: boolean; format: string }) => {
-      if (opts.format !== "json" && opts.format !== "table") {
-        throw new ContainerError("invalidArgument", `unknown format "${opts.format}"`, { hint: "use json or table" });
-      }
+      const format = parseFormat(opts.format);
       const client = connect();
       try {
         const { containers } = await request(client, "listContainers", { all: Boolean(opts.all) });
-        if (opts.format === "json") process.stdout.write(renderJson(containers));
+        if (format === "json") process.stdout.write(renderJson(containers));
         else if (opts.quiet) for (const c of containers) process.stdout.write(`${c.id}\n`);
         else {
           const rows = containers.map((c) => [c.id.slice(0, 12), c.name, c.image, c.command.join(" "), formatAgo(Number(c.createdAtMs)), status(c.state, c.exitCode)]);
@@ -104,17 +103,13 @@ export function registerContainers(program: Command): void {
       const client = connect();
       try {
         await new Promise<void>((resolve, reject) => {
-          let stream: CallStream<LogsRequest> | undefined;
-          const write = (out: NodeJS.WriteStream, data: Uint8Array): void => {
-            if (!out.write(data)) {
-              stream?.pause();
-              out.once("drain", () => stream?.resume());
-            }
-          };
-          stream = client.stream(
+          const stream: CallStream<LogsRequest> = client.stream(
             "logs",
             {
-              message: (res) => (res.stdout ? write(process.stdout, res.stdout) : res.stderr ? write(process.stderr, res.stderr) : undefined),
+              message: (res) => {
+                if (res.stdout) writeOutput(process.stdout, res.stdout, stream);
+                else if (res.stderr) writeOutput(process.stderr, res.stderr, stream);
+              },
               end: resolve,
               error: (err) => reject(explain(err)),
             },
@@ -122,7 +117,7 @@ export function registerContainers(program: Command): void {
           stream.write({ id: ref, follow: Boolean(opts.follow), tail, boot: Boolean(opts.boot) });
           stream.end();
           process.once("SIGINT", () => {
-            stream?.cancel();
+            stream.cancel();
             resolve();
           });
         });

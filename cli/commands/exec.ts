@@ -6,6 +6,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { ExecRequest } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain } from "../client.js";
+import { forwardStdin, writeOutput } from "../stdio.js";
 import { checkTty, terminalSize, useTerminal } from "../terminal.js";
 import { parseEnv, parseUser, signalNumber } from "../parse.js";
 import { COMMAND_NOT_FOUND, RUN_FAILED } from "./run.js";
@@ -27,16 +28,10 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
     return await new Promise<number>((resolve, reject) => {
       let code: number | undefined;
       let stream!: CallStream<ExecRequest>;
-      const write = (out: NodeJS.WriteStream, chunk: Uint8Array): void => {
-        if (!out.write(chunk)) {
-          stream.pause();
-          out.once("drain", () => stream.resume());
-        }
-      };
       stream = client.stream("exec", {
         message: (res) => {
-          if (res.stdout) write(process.stdout, res.stdout);
-          else if (res.stderr) write(process.stderr, res.stderr);
+          if (res.stdout) writeOutput(process.stdout, res.stdout, stream);
+          else if (res.stderr) writeOutput(process.stderr, res.stderr, stream);
           else if (res.exitCode !== undefined) code = res.exitCode;
         },
         end: () => {
@@ -66,15 +61,7 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
       const forward = (signal: NodeJS.Signals): void => void stream.write({ signal: signalNumber(signal) });
       process.on("SIGINT", forward);
       process.on("SIGTERM", forward);
-      if (opts.interactive && !opts.detach) {
-        process.stdin.on("data", (chunk: Buffer) => {
-          if (!stream.write({ stdin: chunk })) {
-            process.stdin.pause();
-            stream.onceDrain(() => process.stdin.resume());
-          }
-        });
-        process.stdin.on("end", () => stream.write({ closeStdin: true }));
-      }
+      if (opts.interactive && !opts.detach) forwardStdin(stream, (stdin) => ({ stdin }), { closeStdin: true });
     });
   } finally {
     restore();

@@ -7,7 +7,7 @@ import type { ImageSummary, LoadImageResponse, PullProgress } from "../../apiser
 import { dockerCredentials } from "../../helpers/image/registry/credentials.js";
 import { parseReference } from "../../helpers/image/reference.js";
 import { connect, explain, request } from "../client.js";
-import { parseCount } from "../parse.js";
+import { parseCount, parseFormat } from "../parse.js";
 import { progressLines } from "../render/progress.js";
 import { formatBytes, renderJson, renderTable } from "../render/table.js";
 
@@ -97,7 +97,7 @@ function splitReference(ref: string): [string, string] {
   return colon > ref.lastIndexOf("/") ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, "<none>"];
 }
 
-function printImages(images: ImageSummary[], format: string | undefined, quiet: boolean): void {
+function printImages(images: ImageSummary[], format: "json" | "table", quiet: boolean): void {
   if (format === "json") {
     process.stdout.write(renderJson(images));
   } else if (quiet) {
@@ -137,13 +137,11 @@ export function registerImage(program: Command): void {
     .description("list images")
     .option("-q, --quiet", "only digests")
     .option("--format <format>", "json or table", "table")
-    .action(async (opts: { quiet?: boolean; format?: string }) => {
-      if (opts.format !== "json" && opts.format !== "table") {
-        throw new ContainerError("invalidArgument", `unknown format "${opts.format}"`, { hint: "use json or table" });
-      }
+    .action(async (opts: { quiet?: boolean; format: string }) => {
+      const format = parseFormat(opts.format);
       const client = connect();
       try {
-        printImages((await request(client, "listImages", {})).images, opts.format, Boolean(opts.quiet));
+        printImages((await request(client, "listImages", {})).images, format, Boolean(opts.quiet));
       } finally {
         client.close();
       }

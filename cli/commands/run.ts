@@ -8,6 +8,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
+import { forwardStdin, writeOutput } from "../stdio.js";
 import { checkTty, terminalSize, useTerminal } from "../terminal.js";
 import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseUser, signalNumber } from "../parse.js";
 
@@ -87,13 +88,6 @@ async function create(client: ApiClient, image: string, command: string[], opts:
   return { id, config };
 }
 
-function write(out: NodeJS.WriteStream, chunk: Buffer, stream: CallStream<AttachRequest>): void {
-  if (!out.write(chunk)) {
-    stream.pause();
-    out.once("drain", () => stream.resume());
-  }
-}
-
 /** Streams stdio until the container's exit status arrives. */
 function attach(client: ApiClient, id: string, interactive: boolean): { exit: Promise<number>; stream: CallStream<AttachRequest> } {
   let stream!: CallStream<AttachRequest>;
@@ -101,8 +95,8 @@ function attach(client: ApiClient, id: string, interactive: boolean): { exit: Pr
     let code: number | undefined;
     stream = client.stream("attach", {
       message: (res: AttachResponse) => {
-        if (res.stdout) write(process.stdout, res.stdout, stream);
-        else if (res.stderr) write(process.stderr, res.stderr, stream);
+        if (res.stdout) writeOutput(process.stdout, res.stdout, stream);
+        else if (res.stderr) writeOutput(process.stderr, res.stderr, stream);
         else if (res.exitCode !== undefined) code = res.exitCode;
       },
       end: () =>
@@ -111,15 +105,7 @@ function attach(client: ApiClient, id: string, interactive: boolean): { exit: Pr
     });
   });
   stream.write({ open: id });
-  if (interactive) {
-    process.stdin.on("data", (chunk: Buffer) => {
-      if (!stream.write({ stdin: chunk })) {
-        process.stdin.pause();
-        stream.onceDrain(() => process.stdin.resume());
-      }
-    });
-    process.stdin.on("end", () => stream.write({ closeStdin: true }));
-  }
+  if (interactive) forwardStdin(stream, (stdin) => ({ stdin }), { closeStdin: true });
   return { exit, stream };
 }
 

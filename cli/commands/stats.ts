@@ -3,9 +3,9 @@
 // samples (100% = one CPU busy), as Docker shows it.
 import type { Command } from "commander";
 import type { ContainerStats } from "../../apiserver/api/gen/apiserver.js";
-import { ContainerError } from "../../lib/errors/index.js";
 import { sleep } from "../../lib/fs/read.js";
 import { connect, request, type ApiClient } from "../client.js";
+import { parseFormat } from "../parse.js";
 import { formatBytes, renderJson, renderTable } from "../render/table.js";
 
 const INTERVAL_MS = 1000;
@@ -67,10 +67,7 @@ export function registerStats(program: Command): void {
     .option("--no-stream", "print one sample and exit")
     .option("--format <format>", "json or table", "table")
     .action(async (ids: string[], opts: { stream: boolean; format: string }) => {
-      if (opts.format !== "json" && opts.format !== "table") {
-        throw new ContainerError("invalidArgument", `unknown format "${opts.format}"`, { hint: "use json or table" });
-      }
-      const format = opts.format;
+      const format = parseFormat(opts.format);
       const client = connect();
       const stop = new AbortController();
       process.once("SIGINT", () => stop.abort());

@@ -8,7 +8,7 @@ import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import { readFrom, sleep } from "../../lib/fs/read.js";
 import { dataDir, repoRoot, runtimeDir } from "../../lib/paths/index.js";
-import { parseCount } from "../parse.js";
+import { parseCount, parseFormat } from "../parse.js";
 import { renderJson, renderTable } from "../render/table.js";
 import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
 import { connect, explain, request } from "../client.js";
@@ -168,16 +168,14 @@ export function registerSystem(program: Command): void {
     .description("show the versions of the CLI and the apiserver")
     .option("--format <format>", "json or table", "table")
     .action(async (opts: { format: string }) => {
-      if (opts.format !== "json" && opts.format !== "table") {
-        throw new ContainerError("invalidArgument", `unknown format "${opts.format}"`, { hint: "use json or table" });
-      }
+      const format = parseFormat(opts.format);
       const pkg = JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")) as { version: string };
       const pong = await ping();
       const info = {
         client: { version: pkg.version, platform: `${process.platform}/${process.arch}` },
         apiserver: pong ? { version: pong.version, pid: pong.pid, accelerator: pong.accelerator } : null,
       };
-      if (opts.format === "json") {
+      if (format === "json") {
         process.stdout.write(renderJson(info));
         return;
       }

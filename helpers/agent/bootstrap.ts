@@ -3,9 +3,9 @@
 // container's mounts and process once it is asked to start, and the guest
 // answers with `started` (or `failed`) and later `exited`. No round trip on
 // the cold-start path waits for the host to dial the agent.
-import type { Duplex } from "node:stream";
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ContainerError, ERROR_CODES, type ErrorCode } from "../../lib/errors/index.js";
+import { acceptOne } from "../hypervisor/accept.js";
 import type { VirtualMachine } from "../hypervisor/types.js";
 import { BootstrapEvent, BootstrapRequest, type Failure, type WaitProcessResponse } from "./gen/agent.js";
 
@@ -61,16 +61,10 @@ export function encodeDelimited(request: BootstrapRequest): Uint8Array {
 
 /** Listens on the bootstrap port; call before the VM starts. */
 export async function listenBootstrap(vm: VirtualMachine, port = BOOTSTRAP_PORT): Promise<BootstrapChannel> {
-  const listener = await vm.listen(port);
-  const connected: Promise<Duplex> = (async () => {
-    try {
-      for await (const conn of listener.connections()) return conn;
-      throw new ContainerError("unavailable", "the guest never fetched its bootstrap request");
-    } finally {
-      // One connection per boot.
-      await listener.close();
-    }
-  })();
+  const accepted = await acceptOne(vm, port, "the bootstrap channel");
+  const connected = accepted.conn;
+  // One connection per boot.
+  void connected.finally(() => accepted.close()).catch(() => undefined);
 
   let onStarted: { resolve(pid: number): void; reject(err: unknown): void } | undefined;
   let onExited: { resolve(r: WaitProcessResponse): void; reject(err: unknown): void } | undefined;

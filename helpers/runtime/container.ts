@@ -12,6 +12,7 @@ import { ContainerError, asContainerError } from "../../lib/errors/index.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
+import { acceptOne } from "../hypervisor/accept.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
 import { AGENT_PORT, type AgentClient, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
@@ -119,7 +120,7 @@ export async function bootContainer(
   const bootstrap = await listenBootstrap(vm);
   const wanted = { stdin: config.process.interactive, stdout: true, stderr: !config.process.terminal };
   const stdio = await Promise.all(
-    (["stdin", "stdout", "stderr"] as const).map(async (name) => (wanted[name] ? await acceptOne(vm, STDIO_PORTS[name]) : undefined)),
+    (["stdin", "stdout", "stderr"] as const).map(async (name) => (wanted[name] ? await acceptOne(vm, STDIO_PORTS[name], `its ${name}`) : undefined)),
   );
   await vm.start();
   logger.info("vm started", { pids: vm.pids() });
@@ -259,7 +260,7 @@ export async function bootContainer(
     if (phase !== "running") throw new ContainerError("invalidState", "the container is not running");
     const client = await agent();
     const port = COPY_PORT_BASE + copies++;
-    const listener = await acceptOne(vm, port);
+    const listener = await acceptOne(vm, port, "the copy stream");
     const done = rpc(client, port);
     done.catch(() => undefined);
     try {
@@ -323,7 +324,7 @@ export async function bootContainer(
       stdout: spec.detach ? 0 : base + 1,
       stderr: spec.detach || spec.terminal ? 0 : base + 2,
     };
-    const listeners = await Promise.all(Object.values(ports).map((port) => (port ? acceptOne(vm, port) : undefined)));
+    const listeners = await Promise.all(Object.values(ports).map((port) => (port ? acceptOne(vm, port, `exec ${id}`) : undefined)));
     let conns: (Duplex | undefined)[];
     try {
       await client.createProcess({
@@ -390,13 +391,18 @@ export async function bootContainer(
   /** Waits for the guest's own power-off (it syncs first), then releases the VM. */
   function poweredOff(): Promise<void> {
     stopping ??= (async () => {
-      const timer = setTimeout(() => void vm.stop(), CLEAN_SHUTDOWN_TIMEOUT_MS);
-      await vm.waitForExit();
-      clearTimeout(timer);
+      await guestPowerOff();
       await vm.stop();
       await finished.promise;
     })();
     return stopping;
+  }
+
+  /** Waits for the guest to power itself off, stopping the VM if it takes longer than the clean-shutdown grace. */
+  async function guestPowerOff(): Promise<void> {
+    const timer = setTimeout(() => void vm.stop(), CLEAN_SHUTDOWN_TIMEOUT_MS);
+    await vm.waitForExit();
+    clearTimeout(timer);
   }
 
   async function stop(force: boolean): Promise<void> {
@@ -406,9 +412,7 @@ export async function bootContainer(
         if (client) {
           try {
             await client.shutdown();
-            const timer = setTimeout(() => void vm.stop(), CLEAN_SHUTDOWN_TIMEOUT_MS);
-            await vm.waitForExit();
-            clearTimeout(timer);
+            await guestPowerOff();
           } catch (err) {
             logger.warn("clean shutdown failed; stopping the VM", { err });
           }
@@ -473,15 +477,4 @@ export async function bootContainer(
     stop,
     done: () => finished.promise,
   };
-}
-
-/** Accepts the one connection the guest makes to a host port. */
-async function acceptOne(vm: VirtualMachine, port: number): Promise<{ conn: Promise<Duplex>; close: () => Promise<void> }> {
-  const listener = await vm.listen(port);
-  const conn = (async () => {
-    for await (const c of listener.connections()) return c;
-    throw new ContainerError("internal", `the guest never connected stdio port ${port}`);
-  })();
-  conn.catch(() => undefined);
-  return { conn, close: () => listener.close() };
 }

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 )
 
@@ -110,7 +112,7 @@ func writeEntry(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]u
 			}
 		}
 		if info.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0 {
-			hdr.Devmajor, hdr.Devminor = int64(major(st.Rdev)), int64(minor(st.Rdev))
+			hdr.Devmajor, hdr.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
 		}
 	}
 	if err := tw.WriteHeader(hdr); err != nil {
@@ -127,9 +129,6 @@ func writeEntry(tw *tar.Writer, p, name string, info fs.FileInfo, links map[[2]u
 	_, err = io.CopyN(tw, f, hdr.Size)
 	return err
 }
-
-func major(dev uint64) uint64 { return (dev >> 8) & 0xfff }
-func minor(dev uint64) uint64 { return (dev & 0xff) | ((dev >> 12) & 0xfff00) }
 
 // Extract unpacks a tar stream at dest with `docker cp` rules. When the
 // archive holds a directory's contents (`cp dir/. ctr:dest`), dest is that
@@ -265,7 +264,7 @@ func create(tr *tar.Reader, hdr *tar.Header, target, base, rename string) error 
 		}
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		devMode := map[byte]uint32{tar.TypeChar: syscall.S_IFCHR, tar.TypeBlock: syscall.S_IFBLK, tar.TypeFifo: syscall.S_IFIFO}[hdr.Typeflag]
-		dev := (uint64(hdr.Devminor) & 0xff) | (uint64(hdr.Devmajor) << 8) | ((uint64(hdr.Devminor) &^ 0xff) << 12)
+		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
 		err = syscall.Mknod(target, devMode|uint32(mode), int(dev))
 	default:
 		return nil // other types (PAX globals and the like) carry no file

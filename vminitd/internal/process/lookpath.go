@@ -10,10 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/container-vm/container/vminitd/internal/errdefs"
+	"github.com/container-vm/container/vminitd/internal/user"
 )
-
-// DefaultPath is the search path when the process's environment has none.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // StatInRoot stats p as a process chrooted into root would see it: absolute
 // symlinks and ".." resolve inside root, never out of it. p is absolute, or
@@ -68,7 +66,7 @@ func EnvValue(env []string, key string) (string, bool) {
 
 // LookPath finds the executable for file as a process chrooted into root,
 // working in cwd, with environment env would: a name with a slash is taken as
-// is, any other is searched in env's PATH (DefaultPath when unset). It returns
+// is, any other is searched in env's PATH (user.DefaultPath when unset). It returns
 // the path to exec inside the root.
 func LookPath(root, cwd, file string, env []string) (string, error) {
 	if file == "" {
@@ -98,7 +96,7 @@ func LookPath(root, cwd, file string, env []string) (string, error) {
 	}
 	search, ok := EnvValue(env, "PATH")
 	if !ok {
-		search = DefaultPath
+		search = user.DefaultPath
 	}
 	for _, dir := range strings.Split(search, ":") {
 		if dir == "" {

@@ -18,14 +18,16 @@ async function goTests() {
   console.log("==> vminitd: go vet + go test");
   await $({ cwd: path.join(root, "vminitd"), stdio: "inherit" })`go vet ./...`;
   const r = await $({ cwd: path.join(root, "vminitd") })`go test -json ./...`.nothrow();
+  const outputs = {};
   for (const line of r.stdout.split("\n")) {
     if (!line.startsWith("{")) continue;
     const ev = JSON.parse(line);
     if (!ev.Test) continue;
     if (ev.Action === "pass") results.passed++;
+    if (ev.Action === "output") (outputs[`${ev.Package} ${ev.Test}`] ??= []).push(ev.Output);
     if (ev.Action === "fail") {
       results.failed++;
-      console.log(`FAIL ${ev.Package} ${ev.Test}`);
+      console.log(`FAIL ${ev.Package} ${ev.Test}\n${(outputs[`${ev.Package} ${ev.Test}`] ?? []).join("")}`);
     }
   }
   if (r.exitCode !== 0) {

@@ -15,6 +15,7 @@ import { guestAssets, selectAccelerator } from "../helpers/hypervisor/index.js";
 import { createHttp2Client } from "../lib/grpc/http2-client.js";
 import { ContainerServiceDefinition } from "./api/gen/apiserver.js";
 import { createContainerManager } from "./containers/manager.js";
+import type { CreateRequest } from "./containers/spec.js";
 import { containerService } from "./services/container-service.js";
 
 export const PID_FILE = "apiserver.pid";
@@ -61,15 +62,19 @@ async function main(): Promise<void> {
   );
 
   const images = createImageStore({ root: data, logger });
-  const containers = createContainerManager({
+  const manager = createContainerManager({
     dataDir: data,
     runtimeDir: run,
     images,
     assets,
+    foreignAssets: (arch) => guestAssets(arch),
     accelerator,
     logger,
     guestKernelArgs: config.vminit.logLevel === "debug" ? ["vminitd.debug=1"] : [],
   });
+  // A container holds its image's content from resolve until its record
+  // exists: image garbage collection waits for creations in flight.
+  const containers = { ...manager, create: (request: CreateRequest) => images.use(() => manager.create(request)) };
   await containers.recover();
 
   const server = new Server();

@@ -5,7 +5,7 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createLogger } from "../lib/log/index.js";
-import { cloneRootfs } from "../apiserver/containers/rootfs.js";
+import { cloneRootfs, rootfsDisk } from "../apiserver/containers/rootfs.js";
 import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB } from "../apiserver/containers/spec.js";
 import { createHypervisor, guestAssets } from "../helpers/hypervisor/index.js";
 import type { TestEnv } from "../test/support/env.js";
@@ -29,7 +29,8 @@ export async function coldStart(options: ColdStartOptions): Promise<PairResult> 
   const floor = async (): Promise<number> => {
     const dir = join(scratch, String(n++));
     await mkdir(join(dir, "vm"), { recursive: true });
-    await cloneRootfs(options.imageRootfs, join(dir, "rootfs.qcow2"));
+    const disk = rootfsDisk(dir);
+    await cloneRootfs(options.imageRootfs, disk);
     const vm = await hypervisor.create({
       id: `floor${n}`,
       arch: assets.arch,
@@ -39,7 +40,7 @@ export async function coldStart(options: ColdStartOptions): Promise<PairResult> 
       kernelArgs: ["vminitd.poweroff=1"],
       disks: [
         { path: assets.initfsPath, format: "raw", readOnly: true },
-        { path: join(dir, "rootfs.qcow2"), format: "qcow2", readOnly: false },
+        { ...disk, readOnly: false },
       ],
       stateDir: join(dir, "vm"),
       consoleLogPath: join(dir, "boot.log"),

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB } from "../apiserver/containers/spec.js";
 import { createHypervisor, guestAssets } from "../helpers/hypervisor/index.js";
 import { createLogger } from "../lib/log/index.js";
-import { cloneRootfs } from "../apiserver/containers/rootfs.js";
+import { cloneRootfs, rootfsDisk } from "../apiserver/containers/rootfs.js";
 import { waitFor, type TestEnv } from "../test/support/env.js";
 import { stats, type PairResult } from "./harness.js";
 
@@ -46,7 +46,8 @@ export async function idleMemory(env: TestEnv, imageRootfs: string, accelerator:
   const assets = guestAssets();
   const scratch = await mkdtemp(join(env.dir, "bare-vm-"));
   await mkdir(join(scratch, "vm"));
-  await cloneRootfs(imageRootfs, join(scratch, "rootfs.qcow2"));
+  const disk = rootfsDisk(scratch);
+  await cloneRootfs(imageRootfs, disk);
   const bareVm = await hypervisor.create({
     id: "barevm",
     arch: assets.arch,
@@ -56,7 +57,7 @@ export async function idleMemory(env: TestEnv, imageRootfs: string, accelerator:
     kernelArgs: [],
     disks: [
       { path: assets.initfsPath, format: "raw", readOnly: true },
-      { path: join(scratch, "rootfs.qcow2"), format: "qcow2", readOnly: false },
+      { ...disk, readOnly: false },
     ],
     stateDir: join(scratch, "vm"),
     consoleLogPath: join(scratch, "boot.log"),

@@ -1,6 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { ContainerError } from "../lib/errors/index.js";
-import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseSignal, parseUser, signalNumber } from "./parse.js";
+import {
+  parseBytes,
+  parseCpus,
+  parseEnv,
+  parseEnvFile,
+  parseLabels,
+  parseMemoryMiB,
+  parseSignal,
+  parseTmpfs,
+  parseUlimit,
+  parseUser,
+  signalNumber,
+} from "./parse.js";
 import { expectContainerError } from "../lib/errors/testing.js";
 
 const invalid = (fn: () => unknown): ContainerError => expectContainerError(fn, "invalidArgument");
@@ -158,4 +170,42 @@ describe("parseUser", () => {
       expectContainerError(() => parseUser(opts), "invalidArgument");
     },
   );
+});
+
+describe("parseUlimit", () => {
+  it.each([
+    ["nofile=1024:2048", { type: "nofile", soft: 1024, hard: 2048 }],
+    ["nproc=64", { type: "nproc", soft: 64, hard: 64 }],
+    ["core=unlimited", { type: "core", soft: -1, hard: -1 }],
+    ["memlock=-1:-1", { type: "memlock", soft: -1, hard: -1 }],
+  ])("%s", (value, want) => {
+    expect(parseUlimit(value)).toEqual(want);
+  });
+
+  it.each(["nofile", "nofile=", "nofile=a:b", "=1", "nofile=1:2:3", "nofile=1.5"])("rejects %j", (value) => {
+    expect(invalid(() => parseUlimit(value)).message).toBe(`invalid ulimit "${value}"`);
+  });
+});
+
+describe("parseTmpfs", () => {
+  it("splits the path from its options", () => {
+    expect(parseTmpfs("/run")).toEqual({ path: "/run", options: [] });
+    expect(parseTmpfs("/run:size=64m,mode=1777,noexec")).toEqual({ path: "/run", options: ["size=64m", "mode=1777", "noexec"] });
+  });
+
+  it("rejects a relative path", () => {
+    expect(invalid(() => parseTmpfs("run:size=1m")).hint).toMatch(/absolute/);
+  });
+});
+
+describe("parseBytes", () => {
+  it("reads Docker's sizes", () => {
+    expect(parseBytes("64m")).toBe(64 * 1024 ** 2);
+    expect(parseBytes("1g", "shm size")).toBe(1024 ** 3);
+    expect(parseBytes("100")).toBe(100);
+  });
+
+  it("names what it read in errors", () => {
+    expect(invalid(() => parseBytes("1zb", "shm size")).message).toBe('invalid shm size "1zb"');
+  });
 });

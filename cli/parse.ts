@@ -2,8 +2,8 @@
 // prints as one line.
 import { ContainerError } from "../lib/errors/index.js";
 
-// One memory-size parser for --memory and config.toml's [container] memory.
-export { parseMemoryMiB } from "../lib/config/size.js";
+// One size parser for --memory, --shm-size and config.toml's [container] memory.
+export { parseBytes, parseMemoryMiB } from "../lib/config/size.js";
 
 export function parseCpus(value: string): number {
   const n = /^\d+$/.test(value) ? Number(value) : NaN;
@@ -126,4 +126,27 @@ export function parseSignal(value: string): number {
 
 export function signalNumber(name: NodeJS.Signals): number {
   return parseSignal(name);
+}
+
+/** Docker's `--ulimit type=soft[:hard]`; "unlimited" or -1 is no limit, a missing hard is the soft. */
+export function parseUlimit(value: string): { type: string; soft: number; hard: number } {
+  const m = /^([a-z]+)=([^:]+)(?::(.+))?$/.exec(value);
+  const limit = (v: string): number => (v === "unlimited" || v === "-1" ? -1 : /^\d+$/.test(v) && Number.isSafeInteger(Number(v)) ? Number(v) : NaN);
+  const soft = m ? limit(m[2]!) : NaN;
+  const hard = m?.[3] === undefined ? soft : limit(m[3]);
+  if (!m || Number.isNaN(soft) || Number.isNaN(hard)) {
+    throw new ContainerError("invalidArgument", `invalid ulimit "${value}"`, { hint: "use type=soft[:hard], e.g. nofile=1024:2048" });
+  }
+  return { type: m[1]!, soft, hard };
+}
+
+/** Docker's `--tmpfs path[:opt,opt...]`. */
+export function parseTmpfs(value: string): { path: string; options: string[] } {
+  const i = value.indexOf(":");
+  const path = i === -1 ? value : value.slice(0, i);
+  const options = i === -1 ? [] : value.slice(i + 1).split(",").filter((o) => o !== "");
+  if (!path.startsWith("/")) {
+    throw new ContainerError("invalidArgument", `invalid tmpfs "${value}"`, { hint: "use an absolute path[:options], e.g. /run:size=64m" });
+  }
+  return { path, options };
 }

@@ -3,12 +3,14 @@
 // /etc, made with independent tools (umoci builds an OCI layout, skopeo
 // exports it) so the image store is tested against archives it did not write.
 //
-//   node scripts/build-demo-image.mjs [--force]
+//   node scripts/build-demo-image.mjs [--force] [--arch arm64 --busybox PATH]
 //
-// Output, in <repo>/build/demo/:
+// Output, in <repo>/build/demo/ (amd64, the host's busybox):
 //   demo-docker.tar  `docker save` format (skopeo docker-archive), RepoTags demo:latest
 //   demo-oci.tar     OCI layout (skopeo oci-archive), ref.name "demo:latest"
 //   cache-key        sha256 of the busybox binary and this script; a match skips the build
+// With --arch arm64, in <repo>/build/demo-arm64/, the same named demo-arm64,
+// from the arm64 busybox at --busybox (Debian's busybox-static:arm64).
 //
 // Needs umoci, skopeo and busybox-static; runs as root (or umoci --rootless).
 import { createHash } from "node:crypto";
@@ -23,8 +25,12 @@ $.verbose = false;
 
 const scriptPath = fileURLToPath(import.meta.url);
 const repoRoot = path.resolve(path.dirname(scriptPath), "..");
-const outDir = path.join(repoRoot, "build", "demo");
-const BUSYBOX = "/bin/busybox";
+const ARCH = argv.arch ?? "amd64";
+const NAME = ARCH === "amd64" ? "demo" : `demo-${ARCH}`;
+const outDir = path.join(repoRoot, "build", NAME);
+// The host's busybox lists the applets: the same Debian version in every architecture.
+const HOST_BUSYBOX = "/bin/busybox";
+const BUSYBOX = argv.busybox ?? HOST_BUSYBOX;
 const ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const say = (msg) => process.stderr.write(`build-demo-image: ${msg}\n`);
@@ -69,7 +75,7 @@ try {
   await fs.mkdir(bin, { recursive: true });
   await fs.copyFile(BUSYBOX, path.join(bin, "busybox"));
   await fs.chmod(path.join(bin, "busybox"), 0o755);
-  const applets = (await $`${BUSYBOX} --list`).stdout.split("\n").map((s) => s.trim());
+  const applets = (await $`${HOST_BUSYBOX} --list`).stdout.split("\n").map((s) => s.trim());
   for (const applet of applets) {
     if (applet === "" || applet === "busybox" || applet.includes("/")) continue;
     await fs.symlink("busybox", path.join(bin, applet));
@@ -85,13 +91,13 @@ try {
 
   say("committing the layer and config (umoci)");
   await $`umoci repack --image ${image} ${bundle}`;
-  await $`umoci config --image ${image} --config.cmd=sh --config.env=${ENV_PATH} --config.workingdir=/ --os linux --architecture amd64`;
+  await $`umoci config --image ${image} --config.cmd=sh --config.env=${ENV_PATH} --config.workingdir=/ --os linux --architecture ${ARCH}`;
 
   say("exporting docker-archive and oci-archive (skopeo)");
   const staged = path.join(work, "out");
   await fs.mkdir(staged);
-  await $`skopeo --insecure-policy copy --quiet oci:${image} docker-archive:${path.join(staged, "demo-docker.tar")}:demo:latest`;
-  await $`skopeo --insecure-policy copy --quiet oci:${image} oci-archive:${path.join(staged, "demo-oci.tar")}:demo:latest`;
+  await $`skopeo --insecure-policy copy --quiet oci:${image} docker-archive:${path.join(staged, `${NAME}-docker.tar`)}:${NAME}:latest`;
+  await $`skopeo --insecure-policy copy --quiet oci:${image} oci-archive:${path.join(staged, `${NAME}-oci.tar`)}:${NAME}:latest`;
 
   // Replace the output whole; the cache-key goes in last, so it only ever
   // sits beside complete archives.

@@ -4,6 +4,7 @@
 // service, loads the demo image and runs it. Safe to re-run.
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { $, argv } from "zx";
@@ -48,6 +49,30 @@ async function installVsockBackend() {
   await $`cargo install --locked --quiet --root ${path.join(root, ".tools")} vhost-device-vsock --version ${VHOST_DEVICE_VSOCK_VERSION}`;
 }
 
+// Debian's arm64 busybox-static, for the arm64 demo image the --platform
+// tests run on an emulated arm64 guest.
+async function fetchArm64Busybox() {
+  const bin = path.join(root, ".tools", "arm64", "busybox");
+  if (existsSync(bin)) return bin;
+  step("fetching busybox-static:arm64");
+  const sudo = process.getuid() === 0 ? [] : ["sudo"];
+  if (!(await $`dpkg --print-foreign-architectures`).stdout.split("\n").includes("arm64")) {
+    await $`${sudo} dpkg --add-architecture arm64`;
+    await $`${sudo} apt-get update -q`;
+  }
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), "busybox-arm64-"));
+  try {
+    await $({ cwd: work })`apt-get download -q busybox-static:arm64`;
+    const [deb] = (await fs.readdir(work)).filter((f) => f.endsWith(".deb"));
+    await $`dpkg-deb -x ${path.join(work, deb)} ${path.join(work, "x")}`;
+    await fs.mkdir(path.dirname(bin), { recursive: true });
+    await fs.copyFile(path.join(work, "x", "bin", "busybox"), bin);
+    return bin;
+  } finally {
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
 async function linkCli() {
   const target = path.join(root, "bin", "container");
   const dir = process.getuid() === 0 ? "/usr/local/bin" : path.join(process.env.HOME, ".local", "bin");
@@ -58,8 +83,20 @@ async function linkCli() {
   step(`container -> ${link}`);
 }
 
+async function addMacTarget() {
+  // Lets the tests type-check the macOS backend's Rust glue on this host
+  // (no macOS SDK needed to check, only to link). Optional: without it the
+  // tests say the check was skipped.
+  const installed = await $`rustup target list --installed`.nothrow();
+  if (installed.stdout.includes("aarch64-apple-darwin")) return step("rust target aarch64-apple-darwin present");
+  step("adding rust target aarch64-apple-darwin");
+  const r = await $`rustup target add aarch64-apple-darwin`.nothrow();
+  if (r.exitCode !== 0) step(`could not add aarch64-apple-darwin (the macOS glue will not be type-checked): ${r.stderr.trim()}`);
+}
+
 await installPackages();
 await installVsockBackend();
+await addMacTarget();
 step("building the host (TypeScript)");
 await $`npx tsc -p tsconfig.json`;
 step("building vminitd");
@@ -70,6 +107,7 @@ step("building the guest kernels (cached)");
 await $({ stdio: "inherit" })`npx zx kernel-config/build.mjs`;
 step("building the demo image");
 await $({ stdio: "inherit" })`npx zx scripts/build-demo-image.mjs`;
+await $({ stdio: "inherit" })`npx zx scripts/build-demo-image.mjs --arch arm64 --busybox ${await fetchArm64Busybox()}`;
 await linkCli();
 
 if (argv["no-demo"]) process.exit(0);

@@ -1,7 +1,7 @@
 #!/usr/bin/env zx
 // README command (2): the whole test suite, fastest first — Go unit tests,
-// TypeScript unit tests, then the suites that boot real VMs. Ends with one
-// summary line "tests: N passed, N failed".
+// the macOS bridge's Rust tests, TypeScript unit tests, then the suites that
+// boot real VMs. Ends with one summary line "tests: N passed, N failed".
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -36,6 +36,35 @@ async function goTests() {
   }
 }
 
+// The macOS bridge: its pure parts (config translation, validation, error
+// envelopes) are unit-tested here; its Virtualization.framework glue is
+// type-checked and linted for aarch64-apple-darwin when that target is
+// installed (scripts/setup.mjs adds it), which needs no macOS SDK.
+async function bridgeTests() {
+  const cwd = path.join(root, "native", "virtualization-bridge");
+  console.log("==> virtualization-bridge: cargo test");
+  const r = await $({ cwd })`cargo test -j2 --quiet`.nothrow();
+  for (const m of r.stdout.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed/g)) {
+    results.passed += Number(m[1]);
+    results.failed += Number(m[2]);
+  }
+  if (r.exitCode !== 0) {
+    ok = false;
+    console.log(r.stdout, r.stderr);
+  }
+  const targets = await $`rustup target list --installed`.nothrow();
+  if (!targets.stdout.includes("aarch64-apple-darwin")) {
+    console.log("==> virtualization-bridge: macOS glue NOT type-checked (rustup target aarch64-apple-darwin is not installed)");
+    return;
+  }
+  console.log("==> virtualization-bridge: cargo clippy --target aarch64-apple-darwin");
+  const c = await $({ cwd })`cargo clippy -j2 --quiet --target aarch64-apple-darwin -- -D warnings`.nothrow();
+  if (c.exitCode !== 0) {
+    ok = false;
+    console.log(c.stderr);
+  }
+}
+
 async function vitest(project, extra = []) {
   console.log(`==> vitest: ${project}`);
   const out = path.join(await fs.mkdtemp(path.join(os.tmpdir(), "vitest-")), "results.json");
@@ -54,6 +83,7 @@ console.log("==> type check");
 await $({ stdio: "inherit" })`npx tsc -p tsconfig.check.json`;
 await $`npx tsc -p tsconfig.json`;
 await goTests();
+await bridgeTests();
 await vitest("unit");
 await vitest("e2e", ["--no-file-parallelism"]);
 await vitest("reliability", ["--no-file-parallelism"]);

@@ -9,20 +9,22 @@ import { ContainerError } from "../../lib/errors/index.js";
 import { call } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageStore } from "../../helpers/image/types.js";
-import type { GuestAssets } from "../../helpers/hypervisor/types.js";
+import type { GuestArch, GuestAssets } from "../../helpers/hypervisor/types.js";
 import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
 import { createHelperLauncher, readExitRecord, reattachHelper, type HelperHandle } from "./helper.js";
 import { bundleDir, loadRecords, saveRecord, type ContainerRecord } from "./records.js";
-import { cloneRootfs, ROOTFS_FILE } from "./rootfs.js";
-import { buildProcess, validateName, type CreateRequest } from "./spec.js";
+import { cloneRootfs, rootfsDisk } from "./rootfs.js";
+import { buildProcess, imageArch, parsePlatform, validateIsolation, validateName, type CreateRequest } from "./spec.js";
 
 export interface ManagerOptions {
   dataDir: string;
   runtimeDir: string;
   images: ImageStore;
   assets: GuestAssets;
+  /** The guest kernel and init filesystem of another architecture (--platform), run under emulation. */
+  foreignAssets?: (arch: GuestArch) => GuestAssets;
   accelerator: () => Promise<string>;
   logger: Logger;
   /** Extra kernel arguments for every guest (vminitd's settings from config.toml). */
@@ -84,6 +86,15 @@ const KILL_GRACE_MS = 5000;
 
 export function createContainerManager(options: ManagerOptions): ContainerManager {
   const { dataDir, logger } = options;
+
+  async function foreignAssets(arch: GuestArch): Promise<GuestAssets> {
+    const assets = options.foreignAssets?.(arch);
+    const present = assets && (await Promise.all([stat(assets.kernelPath), stat(assets.initfsPath)]).then(() => true, () => false));
+    if (!assets || !present) {
+      throw new ContainerError("unsupported", `no ${arch} guest on this host`, { hint: "`npm run setup` builds the guest kernels of both architectures" });
+    }
+    return assets;
+  }
   const records = new Map<string, ContainerRecord>();
   const helpers = new Map<string, HelperHandle>();
   const settling = new Map<string, Promise<ContainerRecord>>();
@@ -147,9 +158,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           hint: "remove that container or choose another name",
         });
       }
-      const kernelPath = request.kernel ? await checkKernel(request.kernel) : options.assets.kernelPath;
-      const image = await options.images.resolve(request.image, { os: "linux", architecture: options.assets.arch === "x86_64" ? "amd64" : "arm64" });
+      const arch = parsePlatform(request.platform, options.assets.arch);
+      const assets = arch === options.assets.arch ? options.assets : await foreignAssets(arch);
+      const kernelPath = request.kernel ? await checkKernel(request.kernel) : assets.kernelPath;
+      const image = await options.images.resolve(request.image, { os: "linux", architecture: imageArch(arch) });
       const proc = buildProcess(request, image.config);
+      validateIsolation(request.isolation);
       const id = randomBytes(32).toString("hex");
       const record: ContainerRecord = {
         id,
@@ -167,6 +181,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         memoryMiB: request.memoryMiB,
         labels: request.labels,
         readOnly: request.readOnly,
+        isolation: request.isolation,
         createdAt: Date.now(),
         state: "created",
       };
@@ -175,24 +190,33 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       const runDir = runDirOf(id);
       try {
         await mkdir(bundle, { recursive: true, mode: 0o700 });
-        await cloneRootfs(image.rootfsPath, join(bundle, ROOTFS_FILE));
+        const disk = rootfsDisk(bundle);
+        await cloneRootfs(image.rootfsPath, disk);
         const runtime: RuntimeConfig = {
           id,
           bundleDir: bundle,
           runDir,
-          accelerator: await options.accelerator(),
+          // No hypervisor runs another architecture's guest natively.
+          accelerator: assets === options.assets ? await options.accelerator() : "tcg",
           autoRemove: request.autoRemove,
-          process: { ...proc, interactive: request.interactive, readOnly: request.readOnly, terminal: request.tty },
+          process: {
+            ...proc,
+            interactive: request.interactive,
+            readOnly: request.readOnly,
+            terminal: request.tty,
+            isolation: request.isolation,
+            hostname: id.slice(0, 12),
+          },
           vm: {
             id: id.slice(0, 12),
-            arch: options.assets.arch,
+            arch,
             cpus: request.cpus,
             memoryMiB: request.memoryMiB,
             kernelPath,
             kernelArgs: options.guestKernelArgs ?? [],
             disks: [
-              { path: options.assets.initfsPath, format: "raw", readOnly: true },
-              { path: join(bundle, ROOTFS_FILE), format: "qcow2", readOnly: false },
+              { path: assets.initfsPath, format: "raw", readOnly: true },
+              { ...disk, readOnly: false },
             ],
             stateDir: join(runDir, "vm"),
             consoleLogPath: join(bundle, BOOT_LOG_FILE),

@@ -5,6 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { Logger } from "../../lib/log/index.js";
+import type { Isolation } from "../../helpers/runtime/config.js";
 
 export type ContainerState = "created" | "running" | "stopped";
 
@@ -27,6 +28,8 @@ export interface ContainerRecord {
   memoryMiB: number;
   labels: Record<string, string>;
   readOnly: boolean;
+  /** Absent in records older than the isolation flags. */
+  isolation?: Isolation;
   createdAt: number;
   state: ContainerState;
   exitCode?: number;

@@ -1,7 +1,18 @@
 import { describe, expect, it } from "vitest";
 import type { ImageConfig } from "../../helpers/image/types.js";
 import { ContainerError } from "../../lib/errors/index.js";
-import { buildProcess, type CreateRequest, DEFAULT_CPUS, DEFAULT_MEMORY_MIB, mergeEnv, resolveResources, validateEnv, validateName } from "./spec.js";
+import {
+  buildProcess,
+  type CreateRequest,
+  DEFAULT_CPUS,
+  DEFAULT_MEMORY_MIB,
+  mergeEnv,
+  parsePlatform,
+  resolveResources,
+  validateEnv,
+  validateIsolation,
+  validateName,
+} from "./spec.js";
 import { expectContainerError } from "../../lib/errors/testing.js";
 
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -22,6 +33,8 @@ function request(overrides: Partial<CreateRequest> = {}): CreateRequest {
     readOnly: false,
     tty: false,
     kernel: "",
+    isolation: { init: false, capAdd: [], capDrop: [], ulimits: [], tmpfs: [], shmSizeBytes: 0 },
+    platform: "",
     ...overrides,
   };
 }
@@ -153,5 +166,53 @@ describe("resolveResources", () => {
   it("rejects more than 64 CPUs and less than 64 MiB", () => {
     expect(invalid(() => resolveResources({ cpus: 65, memoryMiB: 0 }, configured)).message).toBe("at most 64 CPUs, not 65");
     expect(invalid(() => resolveResources({ cpus: 0, memoryMiB: 63 }, configured)).message).toBe("at least 64 MiB of memory, not 63 MiB");
+  });
+});
+
+describe("validateIsolation", () => {
+  const base = request().isolation;
+
+  it("accepts Docker's forms", () => {
+    expect(() =>
+      validateIsolation({
+        ...base,
+        capAdd: ["NET_ADMIN", "cap_sys_time", "ALL"],
+        capDrop: ["CHOWN"],
+        ulimits: [{ type: "nofile", soft: 1024, hard: 2048 }, { type: "core", soft: -1, hard: -1 }, { type: "nproc", soft: 10, hard: -1 }],
+        tmpfs: [{ path: "/run", options: ["size=64m"] }, { path: "/dev/shm", options: [] }],
+      }),
+    ).not.toThrow();
+  });
+
+  it.each([
+    [{ capAdd: ["NET ADMIN"] }, 'invalid capability "NET ADMIN"'],
+    [{ capDrop: ["../x"] }, 'invalid capability "../x"'],
+    [{ ulimits: [{ type: "files", soft: 1, hard: 1 }] }, 'unknown ulimit type "files"'],
+    [{ ulimits: [{ type: "nofile", soft: 10, hard: 5 }] }, "ulimit nofile: the soft limit 10 is above the hard limit 5"],
+    [{ ulimits: [{ type: "nofile", soft: -1, hard: 5 }] }, "ulimit nofile: the soft limit -1 is above the hard limit 5"],
+    [{ tmpfs: [{ path: "run", options: [] }] }, 'tmpfs path "run" must be absolute'],
+    [{ tmpfs: [{ path: "/a/../proc", options: [] }] }, 'tmpfs path "/a/../proc" must be absolute'],
+    [{ tmpfs: [{ path: "/", options: [] }] }, "tmpfs cannot be mounted on /"],
+    [{ tmpfs: [{ path: "/proc/sys", options: [] }] }, "tmpfs cannot be mounted on /proc/sys"],
+    [{ tmpfs: [{ path: "/dev/", options: [] }] }, "tmpfs cannot be mounted on /dev/"],
+  ])("rejects %j", (overrides, message) => {
+    expect(invalid(() => validateIsolation({ ...base, ...overrides })).message).toBe(message);
+  });
+});
+
+describe("parsePlatform", () => {
+  it.each([
+    ["", "x86_64"],
+    ["linux/amd64", "x86_64"],
+    ["linux/arm64", "aarch64"],
+    ["linux/arm64/v8", "aarch64"],
+    ["arm64", "aarch64"],
+    ["LINUX/AMD64", "x86_64"],
+  ])("%j", (platform, want) => {
+    expect(parsePlatform(platform, "x86_64")).toBe(want);
+  });
+
+  it.each(["windows/amd64", "linux/s390x", "linux/arm/v7", "linux/amd64/v3", "linux/", "/arm64"])("rejects %j", (platform) => {
+    expect(invalid(() => parsePlatform(platform, "x86_64")).message).toBe(`unsupported platform "${platform}"`);
   });
 });

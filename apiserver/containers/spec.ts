@@ -5,6 +5,8 @@ import { DEFAULT_CPUS, DEFAULT_MEMORY_MIB, MAX_CPUS, MIN_MEMORY_MIB } from "../.
 import type { ContainerDefaults } from "../../lib/config/types.js";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { ImageConfig } from "../../helpers/image/types.js";
+import type { Isolation } from "../../helpers/runtime/config.js";
+import type { GuestArch } from "../../helpers/hypervisor/types.js";
 
 export interface CreateRequest {
   name: string;
@@ -26,6 +28,56 @@ export interface CreateRequest {
   tty: boolean;
   /** A kernel to boot instead of the configured one; "" for that one. */
   kernel: string;
+  isolation: Isolation;
+  /** Docker's --platform; "" for the host's. */
+  platform: string;
+}
+
+/** The platforms a container can have: an image architecture and the guest that runs it. */
+const PLATFORMS: Record<string, GuestArch> = { amd64: "x86_64", x86_64: "x86_64", arm64: "aarch64", aarch64: "aarch64" };
+
+/** Docker's `--platform [linux/]ARCH[/VARIANT]`, as the guest architecture; "" gives `host`. */
+export function parsePlatform(platform: string, host: GuestArch): GuestArch {
+  if (platform === "") return host;
+  const [os, arch, ...rest] = platform.includes("/") ? platform.toLowerCase().split("/") : ["linux", platform.toLowerCase()];
+  const guest = PLATFORMS[arch ?? ""];
+  if (os !== "linux" || !guest || rest.length > 1 || (rest.length === 1 && !(guest === "aarch64" && rest[0] === "v8"))) {
+    throw new ContainerError("invalidArgument", `unsupported platform "${platform}"`, { hint: "use linux/amd64 or linux/arm64" });
+  }
+  return guest;
+}
+
+/** The OCI architecture of a guest's images. */
+export function imageArch(arch: GuestArch): "amd64" | "arm64" {
+  return arch === "x86_64" ? "amd64" : "arm64";
+}
+
+/** Docker's --ulimit names. */
+const ULIMIT_TYPES = new Set(["as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss", "rtprio", "rttime", "sigpending", "stack"]);
+const CAPABILITY = /^(CAP_)?[A-Z_]+$/i;
+const RESERVED_TMPFS = /^\/(proc(\/.*)?|sys|dev|dev\/pts)?$/;
+
+/** Checks what the guest would refuse only once the VM has booted. */
+export function validateIsolation(iso: Isolation): void {
+  for (const cap of [...iso.capAdd, ...iso.capDrop]) {
+    if (!CAPABILITY.test(cap)) throw new ContainerError("invalidArgument", `invalid capability "${cap}"`, { hint: "name one such as NET_ADMIN or CAP_SYS_TIME, or ALL" });
+  }
+  for (const u of iso.ulimits) {
+    if (!ULIMIT_TYPES.has(u.type)) {
+      throw new ContainerError("invalidArgument", `unknown ulimit type "${u.type}"`, { hint: `use one of ${[...ULIMIT_TYPES].join(", ")}` });
+    }
+    const unlimited = (n: number): boolean => n === -1;
+    if (!unlimited(u.hard) && (unlimited(u.soft) || u.soft > u.hard)) {
+      throw new ContainerError("invalidArgument", `ulimit ${u.type}: the soft limit ${u.soft} is above the hard limit ${u.hard}`);
+    }
+  }
+  for (const t of iso.tmpfs) {
+    if (!t.path.startsWith("/") || t.path.split("/").includes("..")) {
+      throw new ContainerError("invalidArgument", `tmpfs path "${t.path}" must be absolute`);
+    }
+    if (RESERVED_TMPFS.test(t.path.replace(/\/+$/, "") || "/")) throw new ContainerError("invalidArgument", `tmpfs cannot be mounted on ${t.path}`);
+  }
+  if (iso.shmSizeBytes < 0) throw new ContainerError("invalidArgument", "the shm size cannot be negative");
 }
 
 export interface ProcessSpec {

@@ -1,6 +1,5 @@
 // The ContainerService handlers: validate, delegate to the container manager
 // or the image store, map errors at the wire. No logic of their own.
-import { PassThrough } from "node:stream";
 import {
   Metadata,
   type ClientDuplexStream,
@@ -13,7 +12,7 @@ import {
 import { ContainerError, fromGrpcError } from "../../lib/errors/index.js";
 import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
-import type { ImageRecord, ImageStore } from "../../helpers/image/types.js";
+import type { ImageStore } from "../../helpers/image/types.js";
 import type {
   AttachRequest as HelperAttachRequest,
   AttachResponse as HelperAttachResponse,
@@ -36,13 +35,8 @@ import type {
   ExecResponse,
   LogsRequest,
   LogsResponse,
-  ImageSummary,
-  LoadImageRequest,
-  LoadImageResponse,
-  PullImageRequest,
-  PullImageResponse,
 } from "../api/gen/apiserver.js";
-import { formatPlatform, parsePlatformString } from "../../helpers/image/index.js";
+import { imageService } from "./image-service.js";
 import { readLogs } from "../containers/logs.js";
 import type { ContainerManager } from "../containers/manager.js";
 import type { ContainerRecord } from "../containers/records.js";
@@ -82,37 +76,16 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
     readOnly: config.readOnly,
     tty: config.tty,
     kernel: config.kernel,
+    isolation: {
+      init: config.init,
+      capAdd: config.capAdd,
+      capDrop: config.capDrop,
+      ulimits: config.ulimits.map((u) => ({ type: u.type, soft: Number(u.soft), hard: Number(u.hard) })),
+      tmpfs: config.tmpfs.map((t) => ({ path: t.path, options: t.options })),
+      shmSizeBytes: Number(config.shmSizeBytes),
+    },
+    platform: config.platform,
   };
-}
-
-function imageSummary(image: ImageRecord): ImageSummary {
-  return {
-    reference: image.reference,
-    digest: image.digest,
-    size: BigInt(image.size),
-    platforms: image.platforms.map(formatPlatform),
-  };
-}
-
-/** Pulls into the image store, relaying its progress; the call's cancellation aborts the pull. */
-async function pullImage(ctx: ServiceContext, call: ServerWritableStream<PullImageRequest, PullImageResponse>): Promise<void> {
-  const abort = new AbortController();
-  call.on("cancelled", () => abort.abort());
-  try {
-    const req = call.request;
-    const image = await ctx.images.pull(req.reference, {
-      ...(req.platform ? { platform: parsePlatformString(req.platform) } : {}),
-      insecureRegistries: req.insecureRegistries,
-      ...(req.credentials?.username ? { credentials: req.credentials } : {}),
-      ...(req.maxConcurrentDownloads ? { maxConcurrentDownloads: req.maxConcurrentDownloads } : {}),
-      onProgress: (p) => call.write({ progress: { digest: p.digest, done: BigInt(p.done), total: BigInt(p.total), present: p.present } }),
-      signal: abort.signal,
-    });
-    call.write({ image: imageSummary(image) });
-    call.end();
-  } catch (err) {
-    call.emit("error", toGrpcError(err));
-  }
 }
 
 /** Apple's container gives a stopping process 5 seconds (Docker 10). */
@@ -408,20 +381,6 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
       return {};
     }),
     listContainers: unary(async (req) => ({ containers: ctx.containers.list(req.all).map(summary) })),
-    loadImage: (stream: ServerReadableStream<LoadImageRequest, LoadImageResponse>, callback: sendUnaryData<LoadImageResponse>) => {
-      const body = new PassThrough();
-      stream.on("data", (req: LoadImageRequest) => body.write(req.chunk));
-      stream.on("end", () => body.end());
-      stream.on("error", (err) => body.destroy(err));
-      ctx.images.load(body).then(
-        (images) => callback(null, { images: images.map(imageSummary) }),
-        (err: unknown) => {
-          body.resume();
-          callback(toGrpcError(err));
-        },
-      );
-    },
-    listImages: unary(async () => ({ images: (await ctx.images.list()).map(imageSummary) })),
-    pullImage: (call: ServerWritableStream<PullImageRequest, PullImageResponse>) => void pullImage(ctx, call),
+    ...imageService(ctx),
   };
 }

@@ -1,12 +1,14 @@
-// `container image load|pull|list`.
-import { createReadStream } from "node:fs";
-import { access } from "node:fs/promises";
+// `container image load|pull|list|tag|rm|inspect|save|push|prune`.
+import { createReadStream, createWriteStream } from "node:fs";
+import { access, rename, rm } from "node:fs/promises";
+import { PassThrough, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
-import type { ImageSummary, LoadImageResponse, PullProgress } from "../../apiserver/api/gen/apiserver.js";
+import type { ImageDetail, ImageSummary, LoadImageResponse, PullProgress, PushedImage } from "../../apiserver/api/gen/apiserver.js";
 import { dockerCredentials } from "../../helpers/image/registry/credentials.js";
 import { parseReference } from "../../helpers/image/reference.js";
-import { connect, explain, request } from "../client.js";
+import { connect, explain, request, type ApiClient } from "../client.js";
 import { parseCount, parseFormat } from "../parse.js";
 import { progressLines } from "../render/progress.js";
 import { formatBytes, renderJson, renderTable } from "../render/table.js";
@@ -53,11 +55,11 @@ interface PullFlags {
   maxConcurrentDownloads?: string;
 }
 
-function layerLine(p: PullProgress): string {
+function layerLine(p: PullProgress, verb: "pull" | "push" = "pull"): string {
   const id = p.digest.replace(/^sha256:/, "").slice(0, 12);
-  if (p.present) return `${id}: already present`;
-  if (p.done === p.total) return `${id}: done ${formatBytes(Number(p.total))}`;
-  return `${id}: downloading ${formatBytes(Number(p.done))} / ${formatBytes(Number(p.total))}`;
+  if (p.present) return `${id}: ${verb === "pull" ? "already present" : "already on the registry"}`;
+  if (p.done === p.total) return `${id}: ${verb === "pull" ? "done" : "pushed"} ${formatBytes(Number(p.total))}`;
+  return `${id}: ${verb === "pull" ? "downloading" : "uploading"} ${formatBytes(Number(p.done))} / ${formatBytes(Number(p.total))}`;
 }
 
 /**
@@ -90,6 +92,102 @@ async function pull(reference: string, flags: PullFlags): Promise<ImageSummary> 
   }
 }
 
+interface PushFlags {
+  insecure?: boolean;
+  maxConcurrentUploads?: string;
+}
+
+/** Asks the apiserver to push, drawing each blob's progress on stderr; credentials as for pull. */
+async function push(reference: string, flags: PushFlags): Promise<PushedImage> {
+  const { domain } = parseReference(reference);
+  const credentials = await dockerCredentials(domain);
+  const maxConcurrentUploads = flags.maxConcurrentUploads === undefined ? 0 : parseCount(flags.maxConcurrentUploads);
+  const lines = progressLines(process.stderr);
+  const client = connect();
+  try {
+    return await new Promise<PushedImage>((resolve, reject) => {
+      let image: PushedImage | undefined;
+      const call = client.stream("pushImage", {
+        message: (res) => {
+          if (res.progress) lines.set(res.progress.digest, layerLine(res.progress, "push"), res.progress.present || res.progress.done === res.progress.total);
+          else if (res.image) image = res.image;
+        },
+        end: () => (image ? resolve(image) : reject(new ContainerError("internal", "the apiserver ended the push without a result"))),
+        error: (err) => reject(explain(err)),
+      });
+      call.write({ reference, insecureRegistries: flags.insecure ? [domain] : [], credentials, maxConcurrentUploads });
+      call.end();
+    });
+  } finally {
+    client.close();
+  }
+}
+
+/** The archive of `references` as the apiserver streams it; errors surface on the stream. */
+function saveStream(client: ApiClient, references: string[], format: string): Readable {
+  const out = new PassThrough();
+  const call = client.stream("saveImages", {
+    message: (chunk) => {
+      if (!out.write(chunk.data)) {
+        call.pause();
+        out.once("drain", () => call.resume());
+      }
+    },
+    end: () => out.end(),
+    error: (err) => out.destroy(explain(err)),
+  });
+  call.write({ references, format });
+  call.end();
+  return out;
+}
+
+async function save(references: string[], opts: { output?: string; format: string }): Promise<void> {
+  if (opts.format !== "oci" && opts.format !== "docker") {
+    throw new ContainerError("invalidArgument", `unknown archive format "${opts.format}"`, { hint: "use oci or docker" });
+  }
+  if (opts.output === undefined && process.stdout.isTTY) {
+    throw new ContainerError("invalidArgument", "refusing to write an archive to a terminal", { hint: "use -o FILE or redirect stdout" });
+  }
+  const client = connect();
+  try {
+    const archive = saveStream(client, references, opts.format);
+    if (opts.output === undefined) {
+      await pipeline(archive, process.stdout, { end: false });
+      return;
+    }
+    // Written beside the target and renamed: a failed save leaves no partial file.
+    const tmp = `${opts.output}.partial-${process.pid}`;
+    try {
+      await pipeline(archive, createWriteStream(tmp, { mode: 0o644 }));
+      await rename(tmp, opts.output);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** `inspect` as JSON: the record, the shown manifest's platform, config and layers; sizes as numbers. */
+function inspectJson(images: ImageDetail[]): string {
+  return renderJson(
+    images.map((i) => ({
+      reference: i.reference,
+      digest: i.digest,
+      mediaType: i.mediaType,
+      size: i.size,
+      ...(i.createdAt ? { createdAt: i.createdAt } : {}),
+      platforms: i.platforms,
+      manifestDigest: i.manifestDigest,
+      platform: i.platform,
+      configDigest: i.configDigest,
+      config: i.config,
+      layers: i.layers,
+    })),
+  );
+}
+
 function splitReference(ref: string): [string, string] {
   const at = ref.indexOf("@");
   if (at !== -1) return [ref.slice(0, at), ref.slice(at + 1)];
@@ -115,7 +213,7 @@ export function registerImage(program: Command): void {
   const image = program.command("image").alias("i").description("manage images");
   image
     .command("load")
-    .description("load images from an OCI layout or `docker save` tar archive")
+    .description("load images from an OCI image layout or `docker save` tar archive")
     .option("-i, --input <file>", "read from this file instead of stdin")
     .action(async (opts: { input?: string }) => {
       for (const i of await load(opts.input)) process.stdout.write(`Loaded image: ${i.reference}\n`);
@@ -142,6 +240,88 @@ export function registerImage(program: Command): void {
       const client = connect();
       try {
         printImages((await request(client, "listImages", {})).images, format, Boolean(opts.quiet));
+      } finally {
+        client.close();
+      }
+    });
+  image
+    .command("tag")
+    .description("give an image another name")
+    .argument("<source>", "name, digest or digest prefix of an image")
+    .argument("<target>", "the new name, NAME[:TAG]")
+    .action(async (source: string, target: string) => {
+      const client = connect();
+      try {
+        await request(client, "tagImage", { source, target });
+      } finally {
+        client.close();
+      }
+    });
+  image
+    .command("delete")
+    .alias("rm")
+    .description("remove image names (or, by digest, images) and the content no image needs any more")
+    .argument("<image...>", "names, digests or digest prefixes")
+    .option("-f, --force", "remove a name containers use (the image stays, untagged, while they exist), and every name of an image given by digest")
+    .action(async (references: string[], opts: { force?: boolean }) => {
+      const client = connect();
+      try {
+        const res = await request(client, "removeImages", { references, force: Boolean(opts.force) });
+        for (const r of res.untagged) process.stdout.write(`Untagged: ${r}\n`);
+        for (const d of res.deleted) process.stdout.write(`Deleted: ${d}\n`);
+      } finally {
+        client.close();
+      }
+    });
+  image
+    .command("inspect")
+    .description("show images in full: digest, platform, config, layers, size")
+    .argument("<image...>", "names, digests or digest prefixes")
+    .option("--format <format>", "json or table", "json")
+    .action(async (references: string[], opts: { format: string }) => {
+      const format = parseFormat(opts.format);
+      const client = connect();
+      try {
+        const { images } = await request(client, "inspectImages", { references });
+        if (format === "json") {
+          process.stdout.write(inspectJson(images));
+          return;
+        }
+        const rows = images.map((i) => [i.reference, i.digest.replace(/^sha256:/, "").slice(0, 12), i.platform, String(i.layers.length), formatBytes(Number(i.size))]);
+        process.stdout.write(renderTable(["REFERENCE", "DIGEST", "PLATFORM", "LAYERS", "SIZE"], rows));
+      } finally {
+        client.close();
+      }
+    });
+  image
+    .command("save")
+    .description("write images as a tar archive: an OCI image layout, or docker save's format")
+    .argument("<image...>", "names, digests or digest prefixes")
+    .option("-o, --output <file>", "write to a file instead of stdout")
+    .option("--format <format>", "oci or docker", "oci")
+    .action(async (references: string[], opts: { output?: string; format: string }) => {
+      await save(references, opts);
+    });
+  image
+    .command("push")
+    .description("upload an image to the registry its name says")
+    .argument("<reference>", "a local name, e.g. localhost:5000/app:1 (tag the image first)")
+    .option("--insecure", "speak plain http to the registry (loopback ones always are)")
+    .option("--max-concurrent-uploads <n>", "blobs uploaded at once (default 3)")
+    .action(async (reference: string, flags: PushFlags) => {
+      const pushed = await push(reference, flags);
+      process.stdout.write(`Pushed image: ${pushed.reference}\nDigest: ${pushed.digest}\n`);
+    });
+  image
+    .command("prune")
+    .description("remove untagged images, and the content no image needs")
+    .option("-a, --all", "remove every image no container uses")
+    .action(async (opts: { all?: boolean }) => {
+      const client = connect();
+      try {
+        const res = await request(client, "pruneImages", { all: Boolean(opts.all) });
+        for (const r of res.removed) process.stdout.write(`Deleted: ${r}\n`);
+        process.stdout.write(`Total reclaimed space: ${formatBytes(Number(res.reclaimedBytes))}\n`);
       } finally {
         client.close();
       }

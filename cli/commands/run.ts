@@ -10,7 +10,18 @@ import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
 import { forwardStdin, writeOutput } from "../stdio.js";
 import { checkTty, terminalSize, useTerminal } from "../terminal.js";
-import { parseCpus, parseEnv, parseEnvFile, parseLabels, parseMemoryMiB, parseUser, signalNumber } from "../parse.js";
+import {
+  parseBytes,
+  parseCpus,
+  parseEnv,
+  parseEnvFile,
+  parseLabels,
+  parseMemoryMiB,
+  parseTmpfs,
+  parseUlimit,
+  parseUser,
+  signalNumber,
+} from "../parse.js";
 
 export interface CreateOptions {
   rm?: boolean;
@@ -30,6 +41,13 @@ export interface CreateOptions {
   gid?: string;
   tty?: boolean;
   kernel?: string;
+  init?: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  ulimit: string[];
+  tmpfs: string[];
+  shmSize?: string;
+  platform?: string;
 }
 
 export interface RunOptions extends CreateOptions {
@@ -69,6 +87,16 @@ export async function containerConfig(image: string, command: string[], opts: Cr
     user: parseUser(opts),
     tty: Boolean(opts.tty),
     kernel: opts.kernel === undefined ? "" : resolve(opts.kernel),
+    init: Boolean(opts.init),
+    capAdd: opts.capAdd,
+    capDrop: opts.capDrop,
+    ulimits: opts.ulimit.map((u) => {
+      const l = parseUlimit(u);
+      return { type: l.type, soft: BigInt(l.soft), hard: BigInt(l.hard) };
+    }),
+    tmpfs: opts.tmpfs.map(parseTmpfs),
+    shmSizeBytes: BigInt(opts.shmSize === undefined ? 0 : parseBytes(opts.shmSize, "shm size")),
+    platform: opts.platform ?? "",
   };
 }
 
@@ -170,6 +198,13 @@ function withCreateOptions(cmd: Command): Command {
     .option("--gid <gid>", "run with this group id")
     .option("--cidfile <file>", "write the container id to a file")
     .option("-k, --kernel <path>", "boot this guest kernel instead of the configured one")
+    .option("--init", "run a tiny init as PID 1 that forwards signals and reaps zombies")
+    .option("--cap-add <cap>", "add a Linux capability, or ALL (repeatable)", list, [] as string[])
+    .option("--cap-drop <cap>", "drop a Linux capability, or ALL (repeatable)", list, [] as string[])
+    .option("--ulimit <type=soft[:hard]>", "set a resource limit, e.g. nofile=1024:2048 (repeatable)", list, [] as string[])
+    .option("--tmpfs <path[:options]>", "mount a tmpfs, e.g. /run:size=64m (repeatable)", list, [] as string[])
+    .option("--shm-size <size>", "size of /dev/shm (default 64M)")
+    .option("--platform <os/arch>", "run the image of this platform, e.g. linux/arm64 (another architecture is emulated)")
     .passThroughOptions();
 }
 

@@ -1,5 +1,6 @@
-// `container system start|stop|status|property`. On Linux the apiserver runs
-// as a detached daemon with a pid file; its log is <data dir>/apiserver.log.
+// `container system start|stop|status|logs|version|df|property`. On Linux
+// the apiserver runs as a detached daemon with a pid file; its log is
+// <data dir>/apiserver.log.
 import { spawn } from "node:child_process";
 import { mkdir, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -9,7 +10,7 @@ import { ContainerError } from "../../lib/errors/index.js";
 import { readFrom, sleep } from "../../lib/fs/read.js";
 import { dataDir, repoRoot, runtimeDir } from "../../lib/paths/index.js";
 import { parseCount, parseFormat } from "../parse.js";
-import { renderJson, renderTable } from "../render/table.js";
+import { formatBytes, renderJson, renderTable } from "../render/table.js";
 import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
 import { connect, explain, request } from "../client.js";
 
@@ -182,6 +183,31 @@ export function registerSystem(program: Command): void {
       const rows = [["client", info.client.version, info.client.platform]];
       rows.push(pong ? ["apiserver", pong.version, `pid ${pong.pid}, accelerator ${pong.accelerator}`] : ["apiserver", "-", "not running"]);
       process.stdout.write(renderTable(["COMPONENT", "VERSION", "DETAILS"], rows));
+    });
+  system
+    .command("df")
+    .description("show the disk space used by images, unpacked root filesystems and containers")
+    .option("--format <format>", "json or table", "table")
+    .action(async (opts: { format: string }) => {
+      const format = parseFormat(opts.format);
+      const client = connect();
+      try {
+        const usage = await request(client, "systemDiskUsage", {});
+        if (format === "json") {
+          process.stdout.write(renderJson(usage));
+          return;
+        }
+        const names: Record<string, string> = { images: "Images", snapshots: "Unpacked rootfs", containers: "Containers" };
+        const rows = usage.totals.map((t) => {
+          const size = Number(t.size);
+          const reclaimable = Number(t.reclaimable);
+          const share = size > 0 ? ` (${Math.round((reclaimable / size) * 100)}%)` : "";
+          return [names[t.type] ?? t.type, String(t.total), String(t.active), formatBytes(size), `${formatBytes(reclaimable)}${share}`];
+        });
+        process.stdout.write(renderTable(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], rows));
+      } finally {
+        client.close();
+      }
     });
   system
     .command("property")

@@ -5,11 +5,12 @@ import type {
   CreateProcessRequest,
   MountRequest,
   PingResponse,
+  ProcessSpec,
   StatsResponse,
   WaitProcessResponse,
 } from "./gen/agent.js";
 
-export type { CopyRequest, CreateProcessRequest, MountRequest, PingResponse, StatsResponse, WaitProcessResponse };
+export type { CopyRequest, CreateProcessRequest, MountRequest, PingResponse, ProcessSpec, StatsResponse, WaitProcessResponse };
 
 /** The vsock port vminitd serves this API on. */
 export const AGENT_PORT = 1024;

@@ -35,9 +35,10 @@ export interface SelectOptions {
   logger: Logger;
 }
 
-/** The accelerator new VMs get: "kvm" or "tcg" on Linux (a time-limited probe, cached). */
-export async function selectAccelerator(options: SelectOptions): Promise<string> {
-  if (process.platform !== "linux") throw unsupportedHost();
+/** The accelerator new VMs get: "kvm" or "tcg" on Linux (a time-limited probe, cached), "vz" on macOS. */
+export async function selectAccelerator(options: SelectOptions, platform: NodeJS.Platform = process.platform): Promise<string> {
+  if (platform === "darwin") return "vz";
+  if (platform !== "linux") throw unsupportedHost();
   const { createQemuHypervisor } = await import("./qemu/index.js");
   const qemu = createQemuHypervisor({ logger: options.logger, cacheDir: hostCacheDir() });
   const { assets } = options;
@@ -47,16 +48,22 @@ export async function selectAccelerator(options: SelectOptions): Promise<string>
 /** Loads this host's backend code ahead of need (a standby runtime helper). */
 export async function preloadBackend(): Promise<void> {
   if (process.platform === "linux") await import("./qemu/index.js");
+  else if (process.platform === "darwin") await import("./vz/index.js");
 }
 
 export interface CreateHypervisorOptions {
-  /** As chosen by selectAccelerator. */
+  /** As chosen by selectAccelerator ("vz" on macOS, where there is no choice). */
   accelerator: string;
   logger: Logger;
 }
 
-export async function createHypervisor(options: CreateHypervisorOptions): Promise<Hypervisor> {
-  if (process.platform !== "linux") throw unsupportedHost();
+/** The backend is chosen here, at run time: the other one's code is never loaded. */
+export async function createHypervisor(options: CreateHypervisorOptions, platform: NodeJS.Platform = process.platform): Promise<Hypervisor> {
+  if (platform === "darwin") {
+    const { createVzHypervisor } = await import("./vz/index.js");
+    return createVzHypervisor({ logger: options.logger });
+  }
+  if (platform !== "linux") throw unsupportedHost();
   const { createQemuHypervisor } = await import("./qemu/index.js");
   const accel = options.accelerator === "kvm" ? "kvm" : "tcg";
   return createQemuHypervisor({ logger: options.logger, accel });

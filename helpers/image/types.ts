@@ -81,6 +81,95 @@ export interface PullOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * The images containers were created from: manifest digest (a container
+ * record's imageDigest) to the names of the containers. Garbage collection
+ * and removal keep what these reach, whatever the records say.
+ */
+export type ImageUsers = ReadonlyMap<string, readonly string[]>;
+
+export interface ImageLayer {
+  digest: string;
+  mediaType: string;
+  /** Compressed bytes, as stored. */
+  size: number;
+}
+
+/** One image in full (inspect): the record, and the manifest of one of its platforms. */
+export interface ImageDetail extends ImageRecord {
+  /** Media type of the document `digest` names (an index or a manifest). */
+  mediaType: string;
+  /** The manifest shown: the host platform's when stored, else the first one stored. */
+  manifestDigest: string;
+  platform: Platform;
+  configDigest: string;
+  config: ImageConfig;
+  layers: ImageLayer[];
+}
+
+export interface RemoveOptions {
+  /**
+   * Docker's -f: remove a name even when it is an image's last and containers
+   * use it (the image stays, untagged, until they are gone), and every name of
+   * an image given by digest.
+   */
+  force?: boolean;
+  users: ImageUsers;
+}
+
+export interface RemoveResult {
+  /** The names (references) removed. */
+  untagged: string[];
+  /** Digests of the images whose last record went, their content with them. */
+  deleted: string[];
+  /** Bytes the removal freed (blobs and unpacked rootfs); 0 while other work held the store (the next prune frees them). */
+  reclaimedBytes: number;
+}
+
+export interface PruneOptions {
+  /** Every image no container uses, not only the untagged (dangling) ones. */
+  all?: boolean;
+  users: ImageUsers;
+}
+
+export interface PruneResult {
+  /** References of the records removed. */
+  removed: string[];
+  blobs: number;
+  snapshots: number;
+  reclaimedBytes: number;
+}
+
+/** What the store takes on disk: totals and what a prune -a would free. */
+export interface StoreUsage {
+  images: { total: number; active: number; bytes: number; reclaimable: number };
+  /** The flattened rootfs images (snapshots/). */
+  snapshots: { total: number; active: number; bytes: number; reclaimable: number };
+  /** Per distinct image: its records' references and the containers using it. */
+  perImage: { references: string[]; digest: string; size: number; containers: number }[];
+}
+
+export type SaveFormat = "oci" | "docker";
+
+export interface PushOptions {
+  /** Registries (`host[:port]`) spoken to over plain http; loopback ones always are. */
+  insecureRegistries?: string[];
+  credentials?: { username: string; password: string };
+  /** Blobs uploaded at once; 3 by default. */
+  maxConcurrentUploads?: number;
+  /** Per-blob progress, as for pulls (`present`: the registry had it). */
+  onProgress?: (progress: PullProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface PushResult {
+  reference: string;
+  /** Digest of the document the reference now names on the registry. */
+  digest: string;
+  /** Bytes of the manifests and blobs the image is made of. */
+  size: number;
+}
+
 export interface ImageStore {
   /**
    * Imports a `docker save` archive or an OCI image layout, as one tar stream.
@@ -104,4 +193,31 @@ export interface ImageStore {
    * for one manifest share one unpack; the rootfs appears atomically.
    */
   resolve(reference: string, platform: Platform): Promise<ResolvedImage>;
+  /** Gives `source`'s image the name `target` (moved from any image that had it). */
+  tag(source: string, target: string): Promise<ImageRecord>;
+  /**
+   * Removes names (by name) or images (by digest), all or nothing, then frees
+   * the content nothing reaches any more. An image's last name goes only if
+   * no container uses it (see RemoveOptions.force); an image given by digest
+   * that several names share goes only with force.
+   */
+  remove(references: string[], options: RemoveOptions): Promise<RemoveResult>;
+  inspect(reference: string): Promise<ImageDetail>;
+  /**
+   * The images as one tar stream: an OCI image layout, or (`docker`) the same
+   * with a `docker save` manifest.json beside it, which docker load and
+   * skopeo's docker-archive read. References are checked before the stream
+   * starts; the content stays held against garbage collection until it ends.
+   */
+  save(references: string[], format: SaveFormat): Promise<Readable>;
+  /** Uploads an image to the registry its reference names (OCI distribution). */
+  push(reference: string, options?: PushOptions): Promise<PushResult>;
+  /** Removes untagged images (every unused one with `all`), then the content nothing reaches. */
+  prune(options: PruneOptions): Promise<PruneResult>;
+  usage(users: ImageUsers): Promise<StoreUsage>;
+  /**
+   * Runs `fn` with the store held against garbage collection: a container
+   * being created from a resolved rootfs, until its record exists.
+   */
+  use<T>(fn: () => Promise<T>): Promise<T>;
 }

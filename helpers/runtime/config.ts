@@ -17,7 +17,26 @@ export interface ProcessConfig {
   readOnly: boolean;
   /** A terminal as stdin/stdout/stderr; its output is the stdout stream. */
   terminal: boolean;
+  /** Absent in configs older than the isolation flags. */
+  isolation?: Isolation;
+  /** The container's hostname (Docker's: the short id). */
+  hostname?: string;
 }
+
+/** How the container is isolated inside its VM; the guest applies it (vminitd's sandbox). */
+export interface Isolation {
+  /** A tiny init as PID 1 (--init). */
+  init: boolean;
+  capAdd: string[];
+  capDrop: string[];
+  /** Docker's --ulimit; -1 is unlimited. */
+  ulimits: { type: string; soft: number; hard: number }[];
+  tmpfs: { path: string; options: string[] }[];
+  /** /dev/shm's size; 0: 64 MiB. */
+  shmSizeBytes: number;
+}
+
+export const DEFAULT_ISOLATION: Isolation = { init: false, capAdd: [], capDrop: [], ulimits: [], tmpfs: [], shmSizeBytes: 0 };
 
 export interface RuntimeConfig {
   id: string;

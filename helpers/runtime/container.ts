@@ -14,9 +14,9 @@ import type { Logger } from "../../lib/log/index.js";
 import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
 import { acceptOne } from "../hypervisor/accept.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
-import { AGENT_PORT, type AgentClient, type StatsResponse } from "../agent/types.js";
+import { AGENT_PORT, type AgentClient, type ProcessSpec, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
-import { EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type RuntimeConfig } from "./config.js";
+import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
 
 /** Where the rootfs disk (the second disk, /dev/vdb) is mounted in the guest. */
 export const GUEST_ROOTFS = "/run/container/rootfs";
@@ -226,6 +226,7 @@ export async function bootContainer(
             user: config.process.user,
             terminal: config.process.terminal,
             ...terminalSize,
+            ...isolationOf(config.process, true),
           },
           stdinPort: inL ? STDIO_PORTS.stdin : 0,
           stdoutPort: STDIO_PORTS.stdout,
@@ -338,6 +339,7 @@ export async function bootContainer(
           user: spec.user,
           terminal: spec.terminal,
           ...spec.size,
+          ...isolationOf(config.process, false),
         },
         stdinPort: ports.stdin,
         stdoutPort: ports.stdout,
@@ -476,5 +478,25 @@ export async function bootContainer(
     },
     stop,
     done: () => finished.promise,
+  };
+}
+
+const UNLIMITED = 2n ** 64n - 1n;
+
+/**
+ * The isolation fields of a process's spec. The container's first process
+ * (`starts`) also carries its --init and its own settings; an exec'd one only
+ * what applies per process, and joins the container's namespaces.
+ */
+function isolationOf(p: ProcessConfig, starts: boolean): Pick<ProcessSpec, "capAdd" | "capDrop" | "noNewPrivileges" | "rlimits" | "init" | "sandbox"> {
+  const iso = p.isolation ?? DEFAULT_ISOLATION;
+  const limit = (n: number): bigint => (n === -1 ? UNLIMITED : BigInt(n));
+  return {
+    capAdd: iso.capAdd,
+    capDrop: iso.capDrop,
+    noNewPrivileges: false,
+    rlimits: iso.ulimits.map((u) => ({ type: u.type, soft: limit(u.soft), hard: limit(u.hard) })),
+    init: starts && iso.init,
+    sandbox: starts ? { hostname: p.hostname ?? "", tmpfs: iso.tmpfs, shmSizeBytes: BigInt(iso.shmSizeBytes), sysctls: {} } : undefined,
   };
 }

@@ -161,7 +161,7 @@ describe("parseConfig: [container]", () => {
     ['"63M"', "memory 63M is below the minimum of 64M"],
     ["1024", "memory 1024 is below the minimum of 64M"],
     ["-1", 'invalid memory size "-1"'],
-    ['"99999999999999999999T"', "memory 99999999999999999999T is too large"],
+    ['"99999999999999999999T"', "memory size 99999999999999999999T is too large"],
     ["1.5", 'must be a size such as "2G" or a number of bytes, not a float (1.5)'],
     ["false", "not a boolean (false)"],
     ['["1G"]', "not an array"],

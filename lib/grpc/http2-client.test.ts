@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ServerDuplexStream, ServerReadableStream, sendUnaryData } from "@grpc/grpc-js";
+import type { ServerDuplexStream, ServerReadableStream, ServerWritableStream, sendUnaryData } from "@grpc/grpc-js";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   ContainerConfig,
@@ -12,6 +12,8 @@ import {
   type AttachResponse,
   type LoadImageRequest,
   type LoadImageResponse,
+  type SaveImagesChunk,
+  type SaveImagesRequest,
 } from "../../apiserver/api/gen/apiserver.js";
 import { ContainerError } from "../errors/index.js";
 import { expectContainerRejection } from "../errors/testing.js";
@@ -34,6 +36,11 @@ const impl: Partial<ServerOf<Service>> = {
     let bytes = 0;
     call.on("data", (req: LoadImageRequest) => (bytes += req.chunk.length));
     call.on("end", () => callback(null, { images: [{ reference: "bytes", digest: "", platforms: [], size: BigInt(bytes) }] }));
+  },
+  // 64 chunks of 64 KiB, then the status at once.
+  saveImages: (call: ServerWritableStream<SaveImagesRequest, SaveImagesChunk>) => {
+    for (let i = 0; i < 64; i++) call.write({ data: Buffer.alloc(64 * 1024, i) });
+    call.end();
   },
   // Echoes stdin to stdout; closeStdin ends the call with exit status 3.
   attach: (stream: ServerDuplexStream<AttachRequest, AttachResponse>) => {
@@ -110,6 +117,26 @@ describe("http2 client", () => {
       s.end();
     });
     expect(res.images[0]?.size).toBe(BigInt(64 * 64 * 1024));
+  });
+
+  it("delivers every message of a paused server stream before its end", async () => {
+    const c = await serve();
+    let bytes = 0;
+    await new Promise<void>((resolve, reject) => {
+      const s = c.stream("saveImages", {
+        // A slow consumer: the status arrives while the call is paused.
+        message: (r) => {
+          bytes += r.data.length;
+          s.pause();
+          setTimeout(() => s.resume(), 2);
+        },
+        end: resolve,
+        error: reject,
+      });
+      s.write({ references: [], format: "" });
+      s.end();
+    });
+    expect(bytes).toBe(64 * 64 * 1024);
   });
 
   it("carries a bidirectional stream to its end", async () => {

@@ -162,10 +162,15 @@ export function createHttp2Client<S extends ServiceDefinition>(service: S, socke
 
     req.on("response", (h) => {
       responseHeaders = h;
-      // A trailers-only response carries the status in its headers.
-      if (h["grpc-status"] !== undefined) req.once("end", () => onStatus({}));
     });
-    req.on("trailers", onStatus);
+    // The status is read once every message has been: trailers can arrive
+    // while a paused call still holds data. A trailers-only response carries
+    // it in its headers.
+    let trailers: http2.IncomingHttpHeaders = {};
+    req.on("trailers", (t) => (trailers = t));
+    req.on("end", () => {
+      if (trailers["grpc-status"] !== undefined || responseHeaders["grpc-status"] !== undefined) onStatus(trailers);
+    });
     const push = deframer((bytes) => {
       if (!settled) handlers.message(method.responseType.decode(bytes));
     });

@@ -47,8 +47,15 @@ describe("container run", () => {
   });
 
   it("reports death by signal as 128+N", async () => {
-    const r = await t.cli(["run", "--rm", "demo", "sh", "-c", "kill -9 $$"]);
-    expect(r.code).toBe(137);
+    // From outside: PID 1 of its pid namespace cannot kill itself.
+    const child = t.spawnCli(["run", "--rm", "--name", "sig", "demo", "sh", "-c", "echo ready; sleep 60"]);
+    let stdout = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    await waitFor(() => stdout.includes("ready"), 60_000, "the container to be ready");
+    expect((await t.cli(["kill", "-s", "KILL", "sig"])).code).toBe(0);
+    expect(await new Promise<number | null>((resolve) => child.on("close", resolve))).toBe(137);
+    // With --init, the init reports its child's death the same way.
+    expect((await t.cli(["run", "--rm", "--init", "demo", "sh", "-c", "kill -9 $$"])).code).toBe(137);
   });
 
   it("forwards SIGTERM to the container's process", async () => {

@@ -60,11 +60,38 @@ export interface ContainerConfig {
   tty: boolean;
   /** The guest kernel to boot instead of the configured one (absolute path). */
   kernel: string;
+  /** A tiny init as the container's PID 1 (--init): forwards signals, reaps. */
+  init: boolean;
+  /** Docker's default capabilities, less cap_drop, plus cap_add ("ALL" too). */
+  capAdd: string[];
+  capDrop: string[];
+  ulimits: Ulimit[];
+  tmpfs: Tmpfs[];
+  /** /dev/shm's size; 0: 64 MiB. */
+  shmSizeBytes: bigint;
+  /**
+   * os/arch of the image and the VM ("linux/arm64"); empty: the host's. A
+   * foreign architecture boots its own guest kernel under emulation.
+   */
+  platform: string;
 }
 
 export interface ContainerConfig_LabelsEntry {
   key: string;
   value: string;
+}
+
+/** Docker's --ulimit type=soft[:hard]; -1 is unlimited. */
+export interface Ulimit {
+  type: string;
+  soft: bigint;
+  hard: bigint;
+}
+
+/** Docker's --tmpfs path[:options]. */
+export interface Tmpfs {
+  path: string;
+  options: string[];
 }
 
 export interface CreateContainerRequest {
@@ -344,6 +371,161 @@ export interface CopyInRequest {
 export interface CopyInResponse {
 }
 
+export interface TagImageRequest {
+  /** A name, digest or digest prefix. */
+  source: string;
+  /** NAME[:TAG]; the tag is `latest` when omitted. */
+  target: string;
+}
+
+export interface TagImageResponse {
+  image: ImageSummary | undefined;
+}
+
+export interface RemoveImagesRequest {
+  references: string[];
+  force: boolean;
+}
+
+export interface RemoveImagesResponse {
+  /** The names removed. */
+  untagged: string[];
+  /** Digests of the images that are gone with their last record. */
+  deleted: string[];
+  reclaimedBytes: bigint;
+}
+
+export interface InspectImagesRequest {
+  references: string[];
+}
+
+export interface ImageLayer {
+  digest: string;
+  mediaType: string;
+  size: bigint;
+}
+
+export interface ImageConfigDetail {
+  entrypoint: string[];
+  cmd: string[];
+  env: string[];
+  workingDir: string;
+  user: string;
+}
+
+export interface ImageDetail {
+  reference: string;
+  /** Of the index or manifest the reference names. */
+  digest: string;
+  mediaType: string;
+  size: bigint;
+  /** The config's `created`; empty when it has none. */
+  createdAt: string;
+  /** The platforms whose content is stored. */
+  platforms: string[];
+  /** The manifest shown (the host platform's when stored, else the first). */
+  manifestDigest: string;
+  platform: string;
+  configDigest: string;
+  config: ImageConfigDetail | undefined;
+  layers: ImageLayer[];
+}
+
+export interface InspectImagesResponse {
+  images: ImageDetail[];
+}
+
+export interface SaveImagesRequest {
+  references: string[];
+  /**
+   * "oci" (an OCI image layout) or "docker" (the same with docker save's
+   * manifest.json); empty means oci.
+   */
+  format: string;
+}
+
+export interface SaveImagesChunk {
+  data: Buffer;
+}
+
+export interface PushImageRequest {
+  /** The local name, which also says where to: registry/repository:tag. */
+  reference: string;
+  /** Registries (host[:port]) spoken to over plain http; loopback ones always are. */
+  insecureRegistries: string[];
+  /** For the reference's registry, read by the CLI from the user's docker config. */
+  credentials:
+    | RegistryCredentials
+    | undefined;
+  /** Blobs uploaded at once; 0 means the default (3). */
+  maxConcurrentUploads: number;
+}
+
+export interface PushedImage {
+  reference: string;
+  /** What the reference names on the registry now. */
+  digest: string;
+  size: bigint;
+}
+
+export interface PushImageResponse {
+  /** As for pulls; `present` means the registry had the blob already. */
+  progress?:
+    | PullProgress
+    | undefined;
+  /** The last message. */
+  image?: PushedImage | undefined;
+}
+
+export interface PruneImagesRequest {
+  all: boolean;
+}
+
+export interface PruneImagesResponse {
+  /** References of the image records removed. */
+  removed: string[];
+  deletedBlobs: number;
+  deletedSnapshots: number;
+  reclaimedBytes: bigint;
+}
+
+export interface SystemDiskUsageRequest {
+}
+
+export interface DiskUsageTotal {
+  /** "images", "snapshots" (unpacked root filesystems) or "containers". */
+  type: string;
+  total: number;
+  /** Images and snapshots containers use; containers that run. */
+  active: number;
+  size: bigint;
+  /** What `image prune -a` (images, snapshots) or `prune` (containers) frees. */
+  reclaimable: bigint;
+}
+
+export interface ImageDiskUsage {
+  references: string[];
+  digest: string;
+  size: bigint;
+  /** Containers created from it. */
+  containers: number;
+}
+
+export interface ContainerDiskUsage {
+  id: string;
+  name: string;
+  image: string;
+  state: string;
+  /** Bytes its directory takes on disk (the writable rootfs, logs). */
+  size: bigint;
+}
+
+export interface SystemDiskUsageResponse {
+  totals: DiskUsageTotal[];
+  images: ImageDiskUsage[];
+  containers: ContainerDiskUsage[];
+}
+
 function createBasePingRequest(): PingRequest {
   return {};
 }
@@ -618,6 +800,13 @@ function createBaseContainerConfig(): ContainerConfig {
     user: "",
     tty: false,
     kernel: "",
+    init: false,
+    capAdd: [],
+    capDrop: [],
+    ulimits: [],
+    tmpfs: [],
+    shmSizeBytes: 0n,
+    platform: "",
   };
 }
 
@@ -670,6 +859,30 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.kernel !== "") {
       writer.uint32(122).string(message.kernel);
+    }
+    if (message.init !== false) {
+      writer.uint32(128).bool(message.init);
+    }
+    for (const v of message.capAdd) {
+      writer.uint32(138).string(v!);
+    }
+    for (const v of message.capDrop) {
+      writer.uint32(146).string(v!);
+    }
+    for (const v of message.ulimits) {
+      Ulimit.encode(v!, writer.uint32(154).fork()).join();
+    }
+    for (const v of message.tmpfs) {
+      Tmpfs.encode(v!, writer.uint32(162).fork()).join();
+    }
+    if (message.shmSizeBytes !== 0n) {
+      if (BigInt.asUintN(64, message.shmSizeBytes) !== message.shmSizeBytes) {
+        throw new globalThis.Error("value provided for field message.shmSizeBytes of type uint64 too large");
+      }
+      writer.uint32(168).uint64(message.shmSizeBytes);
+    }
+    if (message.platform !== "") {
+      writer.uint32(178).string(message.platform);
     }
     return writer;
   },
@@ -810,6 +1023,62 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.kernel = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.init = reader.bool();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.capAdd.push(reader.string());
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.capDrop.push(reader.string());
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.ulimits.push(Ulimit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.tmpfs.push(Tmpfs.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 21: {
+            if (tag !== 168) {
+              break;
+            }
+
+            message.shmSizeBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -864,6 +1133,25 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
       user: isSet(object.user) ? globalThis.String(object.user) : "",
       tty: isSet(object.tty) ? globalThis.Boolean(object.tty) : false,
       kernel: isSet(object.kernel) ? globalThis.String(object.kernel) : "",
+      init: isSet(object.init) ? globalThis.Boolean(object.init) : false,
+      capAdd: globalThis.Array.isArray(object?.capAdd)
+        ? object.capAdd.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_add)
+        ? object.cap_add.map((e: any) => globalThis.String(e))
+        : [],
+      capDrop: globalThis.Array.isArray(object?.capDrop)
+        ? object.capDrop.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_drop)
+        ? object.cap_drop.map((e: any) => globalThis.String(e))
+        : [],
+      ulimits: globalThis.Array.isArray(object?.ulimits) ? object.ulimits.map((e: any) => Ulimit.fromJSON(e)) : [],
+      tmpfs: globalThis.Array.isArray(object?.tmpfs) ? object.tmpfs.map((e: any) => Tmpfs.fromJSON(e)) : [],
+      shmSizeBytes: isSet(object.shmSizeBytes)
+        ? BigInt(object.shmSizeBytes)
+        : isSet(object.shm_size_bytes)
+        ? BigInt(object.shm_size_bytes)
+        : 0n,
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
     };
   },
 
@@ -920,6 +1208,27 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.kernel !== "") {
       obj.kernel = message.kernel;
     }
+    if (message.init !== false) {
+      obj.init = message.init;
+    }
+    if (message.capAdd?.length) {
+      obj.capAdd = message.capAdd;
+    }
+    if (message.capDrop?.length) {
+      obj.capDrop = message.capDrop;
+    }
+    if (message.ulimits?.length) {
+      obj.ulimits = message.ulimits.map((e) => Ulimit.toJSON(e));
+    }
+    if (message.tmpfs?.length) {
+      obj.tmpfs = message.tmpfs.map((e) => Tmpfs.toJSON(e));
+    }
+    if (message.shmSizeBytes !== 0n) {
+      obj.shmSizeBytes = message.shmSizeBytes.toString();
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
     return obj;
   },
 
@@ -951,6 +1260,15 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     message.user = object.user ?? "";
     message.tty = object.tty ?? false;
     message.kernel = object.kernel ?? "";
+    message.init = object.init ?? false;
+    message.capAdd = object.capAdd?.map((e) => e) || [];
+    message.capDrop = object.capDrop?.map((e) => e) || [];
+    message.ulimits = object.ulimits?.map((e) => Ulimit.fromPartial(e)) || [];
+    message.tmpfs = object.tmpfs?.map((e) => Tmpfs.fromPartial(e)) || [];
+    message.shmSizeBytes = (object.shmSizeBytes !== undefined && object.shmSizeBytes !== null)
+      ? BigInt(object.shmSizeBytes)
+      : 0n;
+    message.platform = object.platform ?? "";
     return message;
   },
 };
@@ -1036,6 +1354,198 @@ export const ContainerConfig_LabelsEntry: MessageFns<ContainerConfig_LabelsEntry
     const message = createBaseContainerConfig_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseUlimit(): Ulimit {
+  return { type: "", soft: 0n, hard: 0n };
+}
+
+export const Ulimit: MessageFns<Ulimit> = {
+  encode(message: Ulimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.soft !== 0n) {
+      if (BigInt.asIntN(64, message.soft) !== message.soft) {
+        throw new globalThis.Error("value provided for field message.soft of type int64 too large");
+      }
+      writer.uint32(16).int64(message.soft);
+    }
+    if (message.hard !== 0n) {
+      if (BigInt.asIntN(64, message.hard) !== message.hard) {
+        throw new globalThis.Error("value provided for field message.hard of type int64 too large");
+      }
+      writer.uint32(24).int64(message.hard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Ulimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUlimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.soft = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.hard = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Ulimit {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      soft: isSet(object.soft) ? BigInt(object.soft) : 0n,
+      hard: isSet(object.hard) ? BigInt(object.hard) : 0n,
+    };
+  },
+
+  toJSON(message: Ulimit): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.soft !== 0n) {
+      obj.soft = message.soft.toString();
+    }
+    if (message.hard !== 0n) {
+      obj.hard = message.hard.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Ulimit>): Ulimit {
+    return Ulimit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Ulimit>): Ulimit {
+    const message = createBaseUlimit();
+    message.type = object.type ?? "";
+    message.soft = (object.soft !== undefined && object.soft !== null) ? BigInt(object.soft) : 0n;
+    message.hard = (object.hard !== undefined && object.hard !== null) ? BigInt(object.hard) : 0n;
+    return message;
+  },
+};
+
+function createBaseTmpfs(): Tmpfs {
+  return { path: "", options: [] };
+}
+
+export const Tmpfs: MessageFns<Tmpfs> = {
+  encode(message: Tmpfs, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    for (const v of message.options) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Tmpfs {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTmpfs();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Tmpfs {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      options: globalThis.Array.isArray(object?.options) ? object.options.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: Tmpfs): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.options?.length) {
+      obj.options = message.options;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Tmpfs>): Tmpfs {
+    return Tmpfs.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Tmpfs>): Tmpfs {
+    const message = createBaseTmpfs();
+    message.path = object.path ?? "";
+    message.options = object.options?.map((e) => e) || [];
     return message;
   },
 };
@@ -5316,6 +5826,2239 @@ export const CopyInResponse: MessageFns<CopyInResponse> = {
   },
 };
 
+function createBaseTagImageRequest(): TagImageRequest {
+  return { source: "", target: "" };
+}
+
+export const TagImageRequest: MessageFns<TagImageRequest> = {
+  encode(message: TagImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.source !== "") {
+      writer.uint32(10).string(message.source);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TagImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTagImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.source = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TagImageRequest {
+    return {
+      source: isSet(object.source) ? globalThis.String(object.source) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+    };
+  },
+
+  toJSON(message: TagImageRequest): unknown {
+    const obj: any = {};
+    if (message.source !== "") {
+      obj.source = message.source;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TagImageRequest>): TagImageRequest {
+    return TagImageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TagImageRequest>): TagImageRequest {
+    const message = createBaseTagImageRequest();
+    message.source = object.source ?? "";
+    message.target = object.target ?? "";
+    return message;
+  },
+};
+
+function createBaseTagImageResponse(): TagImageResponse {
+  return { image: undefined };
+}
+
+export const TagImageResponse: MessageFns<TagImageResponse> = {
+  encode(message: TagImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.image !== undefined) {
+      ImageSummary.encode(message.image, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TagImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTagImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.image = ImageSummary.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TagImageResponse {
+    return { image: isSet(object.image) ? ImageSummary.fromJSON(object.image) : undefined };
+  },
+
+  toJSON(message: TagImageResponse): unknown {
+    const obj: any = {};
+    if (message.image !== undefined) {
+      obj.image = ImageSummary.toJSON(message.image);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TagImageResponse>): TagImageResponse {
+    return TagImageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TagImageResponse>): TagImageResponse {
+    const message = createBaseTagImageResponse();
+    message.image = (object.image !== undefined && object.image !== null)
+      ? ImageSummary.fromPartial(object.image)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRemoveImagesRequest(): RemoveImagesRequest {
+  return { references: [], force: false };
+}
+
+export const RemoveImagesRequest: MessageFns<RemoveImagesRequest> = {
+  encode(message: RemoveImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.force !== false) {
+      writer.uint32(16).bool(message.force);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveImagesRequest {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+      force: isSet(object.force) ? globalThis.Boolean(object.force) : false,
+    };
+  },
+
+  toJSON(message: RemoveImagesRequest): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    if (message.force !== false) {
+      obj.force = message.force;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveImagesRequest>): RemoveImagesRequest {
+    return RemoveImagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveImagesRequest>): RemoveImagesRequest {
+    const message = createBaseRemoveImagesRequest();
+    message.references = object.references?.map((e) => e) || [];
+    message.force = object.force ?? false;
+    return message;
+  },
+};
+
+function createBaseRemoveImagesResponse(): RemoveImagesResponse {
+  return { untagged: [], deleted: [], reclaimedBytes: 0n };
+}
+
+export const RemoveImagesResponse: MessageFns<RemoveImagesResponse> = {
+  encode(message: RemoveImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.untagged) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.deleted) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.reclaimedBytes !== 0n) {
+      if (BigInt.asUintN(64, message.reclaimedBytes) !== message.reclaimedBytes) {
+        throw new globalThis.Error("value provided for field message.reclaimedBytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.reclaimedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveImagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveImagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.untagged.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deleted.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.reclaimedBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveImagesResponse {
+    return {
+      untagged: globalThis.Array.isArray(object?.untagged) ? object.untagged.map((e: any) => globalThis.String(e)) : [],
+      deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
+      reclaimedBytes: isSet(object.reclaimedBytes)
+        ? BigInt(object.reclaimedBytes)
+        : isSet(object.reclaimed_bytes)
+        ? BigInt(object.reclaimed_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: RemoveImagesResponse): unknown {
+    const obj: any = {};
+    if (message.untagged?.length) {
+      obj.untagged = message.untagged;
+    }
+    if (message.deleted?.length) {
+      obj.deleted = message.deleted;
+    }
+    if (message.reclaimedBytes !== 0n) {
+      obj.reclaimedBytes = message.reclaimedBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RemoveImagesResponse>): RemoveImagesResponse {
+    return RemoveImagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveImagesResponse>): RemoveImagesResponse {
+    const message = createBaseRemoveImagesResponse();
+    message.untagged = object.untagged?.map((e) => e) || [];
+    message.deleted = object.deleted?.map((e) => e) || [];
+    message.reclaimedBytes = (object.reclaimedBytes !== undefined && object.reclaimedBytes !== null)
+      ? BigInt(object.reclaimedBytes)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseInspectImagesRequest(): InspectImagesRequest {
+  return { references: [] };
+}
+
+export const InspectImagesRequest: MessageFns<InspectImagesRequest> = {
+  encode(message: InspectImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectImagesRequest {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: InspectImagesRequest): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InspectImagesRequest>): InspectImagesRequest {
+    return InspectImagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InspectImagesRequest>): InspectImagesRequest {
+    const message = createBaseInspectImagesRequest();
+    message.references = object.references?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseImageLayer(): ImageLayer {
+  return { digest: "", mediaType: "", size: 0n };
+}
+
+export const ImageLayer: MessageFns<ImageLayer> = {
+  encode(message: ImageLayer, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.digest !== "") {
+      writer.uint32(10).string(message.digest);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(18).string(message.mediaType);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageLayer {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageLayer();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageLayer {
+    return {
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+    };
+  },
+
+  toJSON(message: ImageLayer): unknown {
+    const obj: any = {};
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImageLayer>): ImageLayer {
+    return ImageLayer.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImageLayer>): ImageLayer {
+    const message = createBaseImageLayer();
+    message.digest = object.digest ?? "";
+    message.mediaType = object.mediaType ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    return message;
+  },
+};
+
+function createBaseImageConfigDetail(): ImageConfigDetail {
+  return { entrypoint: [], cmd: [], env: [], workingDir: "", user: "" };
+}
+
+export const ImageConfigDetail: MessageFns<ImageConfigDetail> = {
+  encode(message: ImageConfigDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entrypoint) {
+      writer.uint32(10).string(v!);
+    }
+    for (const v of message.cmd) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.env) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.workingDir !== "") {
+      writer.uint32(34).string(message.workingDir);
+    }
+    if (message.user !== "") {
+      writer.uint32(42).string(message.user);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageConfigDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageConfigDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entrypoint.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cmd.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.env.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.workingDir = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageConfigDetail {
+    return {
+      entrypoint: globalThis.Array.isArray(object?.entrypoint)
+        ? object.entrypoint.map((e: any) => globalThis.String(e))
+        : [],
+      cmd: globalThis.Array.isArray(object?.cmd) ? object.cmd.map((e: any) => globalThis.String(e)) : [],
+      env: globalThis.Array.isArray(object?.env) ? object.env.map((e: any) => globalThis.String(e)) : [],
+      workingDir: isSet(object.workingDir)
+        ? globalThis.String(object.workingDir)
+        : isSet(object.working_dir)
+        ? globalThis.String(object.working_dir)
+        : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+    };
+  },
+
+  toJSON(message: ImageConfigDetail): unknown {
+    const obj: any = {};
+    if (message.entrypoint?.length) {
+      obj.entrypoint = message.entrypoint;
+    }
+    if (message.cmd?.length) {
+      obj.cmd = message.cmd;
+    }
+    if (message.env?.length) {
+      obj.env = message.env;
+    }
+    if (message.workingDir !== "") {
+      obj.workingDir = message.workingDir;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImageConfigDetail>): ImageConfigDetail {
+    return ImageConfigDetail.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImageConfigDetail>): ImageConfigDetail {
+    const message = createBaseImageConfigDetail();
+    message.entrypoint = object.entrypoint?.map((e) => e) || [];
+    message.cmd = object.cmd?.map((e) => e) || [];
+    message.env = object.env?.map((e) => e) || [];
+    message.workingDir = object.workingDir ?? "";
+    message.user = object.user ?? "";
+    return message;
+  },
+};
+
+function createBaseImageDetail(): ImageDetail {
+  return {
+    reference: "",
+    digest: "",
+    mediaType: "",
+    size: 0n,
+    createdAt: "",
+    platforms: [],
+    manifestDigest: "",
+    platform: "",
+    configDigest: "",
+    config: undefined,
+    layers: [],
+  };
+}
+
+export const ImageDetail: MessageFns<ImageDetail> = {
+  encode(message: ImageDetail, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(26).string(message.mediaType);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.size);
+    }
+    if (message.createdAt !== "") {
+      writer.uint32(42).string(message.createdAt);
+    }
+    for (const v of message.platforms) {
+      writer.uint32(50).string(v!);
+    }
+    if (message.manifestDigest !== "") {
+      writer.uint32(58).string(message.manifestDigest);
+    }
+    if (message.platform !== "") {
+      writer.uint32(66).string(message.platform);
+    }
+    if (message.configDigest !== "") {
+      writer.uint32(74).string(message.configDigest);
+    }
+    if (message.config !== undefined) {
+      ImageConfigDetail.encode(message.config, writer.uint32(82).fork()).join();
+    }
+    for (const v of message.layers) {
+      ImageLayer.encode(v!, writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageDetail {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageDetail();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createdAt = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.platforms.push(reader.string());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.manifestDigest = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.platform = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.configDigest = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.config = ImageConfigDetail.decode(reader, reader.uint32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.layers.push(ImageLayer.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageDetail {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      createdAt: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+      platforms: globalThis.Array.isArray(object?.platforms)
+        ? object.platforms.map((e: any) => globalThis.String(e))
+        : [],
+      manifestDigest: isSet(object.manifestDigest)
+        ? globalThis.String(object.manifestDigest)
+        : isSet(object.manifest_digest)
+        ? globalThis.String(object.manifest_digest)
+        : "",
+      platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      configDigest: isSet(object.configDigest)
+        ? globalThis.String(object.configDigest)
+        : isSet(object.config_digest)
+        ? globalThis.String(object.config_digest)
+        : "",
+      config: isSet(object.config) ? ImageConfigDetail.fromJSON(object.config) : undefined,
+      layers: globalThis.Array.isArray(object?.layers)
+        ? object.layers.map((e: any) => ImageLayer.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ImageDetail): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.createdAt !== "") {
+      obj.createdAt = message.createdAt;
+    }
+    if (message.platforms?.length) {
+      obj.platforms = message.platforms;
+    }
+    if (message.manifestDigest !== "") {
+      obj.manifestDigest = message.manifestDigest;
+    }
+    if (message.platform !== "") {
+      obj.platform = message.platform;
+    }
+    if (message.configDigest !== "") {
+      obj.configDigest = message.configDigest;
+    }
+    if (message.config !== undefined) {
+      obj.config = ImageConfigDetail.toJSON(message.config);
+    }
+    if (message.layers?.length) {
+      obj.layers = message.layers.map((e) => ImageLayer.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImageDetail>): ImageDetail {
+    return ImageDetail.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImageDetail>): ImageDetail {
+    const message = createBaseImageDetail();
+    message.reference = object.reference ?? "";
+    message.digest = object.digest ?? "";
+    message.mediaType = object.mediaType ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.createdAt = object.createdAt ?? "";
+    message.platforms = object.platforms?.map((e) => e) || [];
+    message.manifestDigest = object.manifestDigest ?? "";
+    message.platform = object.platform ?? "";
+    message.configDigest = object.configDigest ?? "";
+    message.config = (object.config !== undefined && object.config !== null)
+      ? ImageConfigDetail.fromPartial(object.config)
+      : undefined;
+    message.layers = object.layers?.map((e) => ImageLayer.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseInspectImagesResponse(): InspectImagesResponse {
+  return { images: [] };
+}
+
+export const InspectImagesResponse: MessageFns<InspectImagesResponse> = {
+  encode(message: InspectImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.images) {
+      ImageDetail.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectImagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectImagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.images.push(ImageDetail.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InspectImagesResponse {
+    return {
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageDetail.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: InspectImagesResponse): unknown {
+    const obj: any = {};
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => ImageDetail.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InspectImagesResponse>): InspectImagesResponse {
+    return InspectImagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InspectImagesResponse>): InspectImagesResponse {
+    const message = createBaseInspectImagesResponse();
+    message.images = object.images?.map((e) => ImageDetail.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSaveImagesRequest(): SaveImagesRequest {
+  return { references: [], format: "" };
+}
+
+export const SaveImagesRequest: MessageFns<SaveImagesRequest> = {
+  encode(message: SaveImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.format !== "") {
+      writer.uint32(18).string(message.format);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SaveImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSaveImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SaveImagesRequest {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+      format: isSet(object.format) ? globalThis.String(object.format) : "",
+    };
+  },
+
+  toJSON(message: SaveImagesRequest): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    if (message.format !== "") {
+      obj.format = message.format;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SaveImagesRequest>): SaveImagesRequest {
+    return SaveImagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SaveImagesRequest>): SaveImagesRequest {
+    const message = createBaseSaveImagesRequest();
+    message.references = object.references?.map((e) => e) || [];
+    message.format = object.format ?? "";
+    return message;
+  },
+};
+
+function createBaseSaveImagesChunk(): SaveImagesChunk {
+  return { data: Buffer.alloc(0) };
+}
+
+export const SaveImagesChunk: MessageFns<SaveImagesChunk> = {
+  encode(message: SaveImagesChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SaveImagesChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSaveImagesChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SaveImagesChunk {
+    return { data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0) };
+  },
+
+  toJSON(message: SaveImagesChunk): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SaveImagesChunk>): SaveImagesChunk {
+    return SaveImagesChunk.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SaveImagesChunk>): SaveImagesChunk {
+    const message = createBaseSaveImagesChunk();
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePushImageRequest(): PushImageRequest {
+  return { reference: "", insecureRegistries: [], credentials: undefined, maxConcurrentUploads: 0 };
+}
+
+export const PushImageRequest: MessageFns<PushImageRequest> = {
+  encode(message: PushImageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    for (const v of message.insecureRegistries) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.credentials !== undefined) {
+      RegistryCredentials.encode(message.credentials, writer.uint32(26).fork()).join();
+    }
+    if (message.maxConcurrentUploads !== 0) {
+      writer.uint32(32).uint32(message.maxConcurrentUploads);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PushImageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePushImageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.insecureRegistries.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credentials = RegistryCredentials.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.maxConcurrentUploads = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PushImageRequest {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      insecureRegistries: globalThis.Array.isArray(object?.insecureRegistries)
+        ? object.insecureRegistries.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.insecure_registries)
+        ? object.insecure_registries.map((e: any) => globalThis.String(e))
+        : [],
+      credentials: isSet(object.credentials) ? RegistryCredentials.fromJSON(object.credentials) : undefined,
+      maxConcurrentUploads: isSet(object.maxConcurrentUploads)
+        ? globalThis.Number(object.maxConcurrentUploads)
+        : isSet(object.max_concurrent_uploads)
+        ? globalThis.Number(object.max_concurrent_uploads)
+        : 0,
+    };
+  },
+
+  toJSON(message: PushImageRequest): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.insecureRegistries?.length) {
+      obj.insecureRegistries = message.insecureRegistries;
+    }
+    if (message.credentials !== undefined) {
+      obj.credentials = RegistryCredentials.toJSON(message.credentials);
+    }
+    if (message.maxConcurrentUploads !== 0) {
+      obj.maxConcurrentUploads = Math.round(message.maxConcurrentUploads);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PushImageRequest>): PushImageRequest {
+    return PushImageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PushImageRequest>): PushImageRequest {
+    const message = createBasePushImageRequest();
+    message.reference = object.reference ?? "";
+    message.insecureRegistries = object.insecureRegistries?.map((e) => e) || [];
+    message.credentials = (object.credentials !== undefined && object.credentials !== null)
+      ? RegistryCredentials.fromPartial(object.credentials)
+      : undefined;
+    message.maxConcurrentUploads = object.maxConcurrentUploads ?? 0;
+    return message;
+  },
+};
+
+function createBasePushedImage(): PushedImage {
+  return { reference: "", digest: "", size: 0n };
+}
+
+export const PushedImage: MessageFns<PushedImage> = {
+  encode(message: PushedImage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reference !== "") {
+      writer.uint32(10).string(message.reference);
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PushedImage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePushedImage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PushedImage {
+    return {
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+    };
+  },
+
+  toJSON(message: PushedImage): unknown {
+    const obj: any = {};
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PushedImage>): PushedImage {
+    return PushedImage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PushedImage>): PushedImage {
+    const message = createBasePushedImage();
+    message.reference = object.reference ?? "";
+    message.digest = object.digest ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    return message;
+  },
+};
+
+function createBasePushImageResponse(): PushImageResponse {
+  return { progress: undefined, image: undefined };
+}
+
+export const PushImageResponse: MessageFns<PushImageResponse> = {
+  encode(message: PushImageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.progress !== undefined) {
+      PullProgress.encode(message.progress, writer.uint32(10).fork()).join();
+    }
+    if (message.image !== undefined) {
+      PushedImage.encode(message.image, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PushImageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePushImageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.progress = PullProgress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.image = PushedImage.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PushImageResponse {
+    return {
+      progress: isSet(object.progress) ? PullProgress.fromJSON(object.progress) : undefined,
+      image: isSet(object.image) ? PushedImage.fromJSON(object.image) : undefined,
+    };
+  },
+
+  toJSON(message: PushImageResponse): unknown {
+    const obj: any = {};
+    if (message.progress !== undefined) {
+      obj.progress = PullProgress.toJSON(message.progress);
+    }
+    if (message.image !== undefined) {
+      obj.image = PushedImage.toJSON(message.image);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PushImageResponse>): PushImageResponse {
+    return PushImageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PushImageResponse>): PushImageResponse {
+    const message = createBasePushImageResponse();
+    message.progress = (object.progress !== undefined && object.progress !== null)
+      ? PullProgress.fromPartial(object.progress)
+      : undefined;
+    message.image = (object.image !== undefined && object.image !== null)
+      ? PushedImage.fromPartial(object.image)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePruneImagesRequest(): PruneImagesRequest {
+  return { all: false };
+}
+
+export const PruneImagesRequest: MessageFns<PruneImagesRequest> = {
+  encode(message: PruneImagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.all !== false) {
+      writer.uint32(8).bool(message.all);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneImagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneImagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PruneImagesRequest {
+    return { all: isSet(object.all) ? globalThis.Boolean(object.all) : false };
+  },
+
+  toJSON(message: PruneImagesRequest): unknown {
+    const obj: any = {};
+    if (message.all !== false) {
+      obj.all = message.all;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PruneImagesRequest>): PruneImagesRequest {
+    return PruneImagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PruneImagesRequest>): PruneImagesRequest {
+    const message = createBasePruneImagesRequest();
+    message.all = object.all ?? false;
+    return message;
+  },
+};
+
+function createBasePruneImagesResponse(): PruneImagesResponse {
+  return { removed: [], deletedBlobs: 0, deletedSnapshots: 0, reclaimedBytes: 0n };
+}
+
+export const PruneImagesResponse: MessageFns<PruneImagesResponse> = {
+  encode(message: PruneImagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.removed) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.deletedBlobs !== 0) {
+      writer.uint32(16).uint32(message.deletedBlobs);
+    }
+    if (message.deletedSnapshots !== 0) {
+      writer.uint32(24).uint32(message.deletedSnapshots);
+    }
+    if (message.reclaimedBytes !== 0n) {
+      if (BigInt.asUintN(64, message.reclaimedBytes) !== message.reclaimedBytes) {
+        throw new globalThis.Error("value provided for field message.reclaimedBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.reclaimedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PruneImagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePruneImagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.removed.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.deletedBlobs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deletedSnapshots = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reclaimedBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PruneImagesResponse {
+    return {
+      removed: globalThis.Array.isArray(object?.removed) ? object.removed.map((e: any) => globalThis.String(e)) : [],
+      deletedBlobs: isSet(object.deletedBlobs)
+        ? globalThis.Number(object.deletedBlobs)
+        : isSet(object.deleted_blobs)
+        ? globalThis.Number(object.deleted_blobs)
+        : 0,
+      deletedSnapshots: isSet(object.deletedSnapshots)
+        ? globalThis.Number(object.deletedSnapshots)
+        : isSet(object.deleted_snapshots)
+        ? globalThis.Number(object.deleted_snapshots)
+        : 0,
+      reclaimedBytes: isSet(object.reclaimedBytes)
+        ? BigInt(object.reclaimedBytes)
+        : isSet(object.reclaimed_bytes)
+        ? BigInt(object.reclaimed_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: PruneImagesResponse): unknown {
+    const obj: any = {};
+    if (message.removed?.length) {
+      obj.removed = message.removed;
+    }
+    if (message.deletedBlobs !== 0) {
+      obj.deletedBlobs = Math.round(message.deletedBlobs);
+    }
+    if (message.deletedSnapshots !== 0) {
+      obj.deletedSnapshots = Math.round(message.deletedSnapshots);
+    }
+    if (message.reclaimedBytes !== 0n) {
+      obj.reclaimedBytes = message.reclaimedBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PruneImagesResponse>): PruneImagesResponse {
+    return PruneImagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PruneImagesResponse>): PruneImagesResponse {
+    const message = createBasePruneImagesResponse();
+    message.removed = object.removed?.map((e) => e) || [];
+    message.deletedBlobs = object.deletedBlobs ?? 0;
+    message.deletedSnapshots = object.deletedSnapshots ?? 0;
+    message.reclaimedBytes = (object.reclaimedBytes !== undefined && object.reclaimedBytes !== null)
+      ? BigInt(object.reclaimedBytes)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseSystemDiskUsageRequest(): SystemDiskUsageRequest {
+  return {};
+}
+
+export const SystemDiskUsageRequest: MessageFns<SystemDiskUsageRequest> = {
+  encode(_: SystemDiskUsageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SystemDiskUsageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSystemDiskUsageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SystemDiskUsageRequest {
+    return {};
+  },
+
+  toJSON(_: SystemDiskUsageRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SystemDiskUsageRequest>): SystemDiskUsageRequest {
+    return SystemDiskUsageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SystemDiskUsageRequest>): SystemDiskUsageRequest {
+    const message = createBaseSystemDiskUsageRequest();
+    return message;
+  },
+};
+
+function createBaseDiskUsageTotal(): DiskUsageTotal {
+  return { type: "", total: 0, active: 0, size: 0n, reclaimable: 0n };
+}
+
+export const DiskUsageTotal: MessageFns<DiskUsageTotal> = {
+  encode(message: DiskUsageTotal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.total !== 0) {
+      writer.uint32(16).uint32(message.total);
+    }
+    if (message.active !== 0) {
+      writer.uint32(24).uint32(message.active);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.size);
+    }
+    if (message.reclaimable !== 0n) {
+      if (BigInt.asUintN(64, message.reclaimable) !== message.reclaimable) {
+        throw new globalThis.Error("value provided for field message.reclaimable of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.reclaimable);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiskUsageTotal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiskUsageTotal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.active = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reclaimable = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiskUsageTotal {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      active: isSet(object.active) ? globalThis.Number(object.active) : 0,
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      reclaimable: isSet(object.reclaimable) ? BigInt(object.reclaimable) : 0n,
+    };
+  },
+
+  toJSON(message: DiskUsageTotal): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.active !== 0) {
+      obj.active = Math.round(message.active);
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.reclaimable !== 0n) {
+      obj.reclaimable = message.reclaimable.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<DiskUsageTotal>): DiskUsageTotal {
+    return DiskUsageTotal.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DiskUsageTotal>): DiskUsageTotal {
+    const message = createBaseDiskUsageTotal();
+    message.type = object.type ?? "";
+    message.total = object.total ?? 0;
+    message.active = object.active ?? 0;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.reclaimable = (object.reclaimable !== undefined && object.reclaimable !== null)
+      ? BigInt(object.reclaimable)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseImageDiskUsage(): ImageDiskUsage {
+  return { references: [], digest: "", size: 0n, containers: 0 };
+}
+
+export const ImageDiskUsage: MessageFns<ImageDiskUsage> = {
+  encode(message: ImageDiskUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.references) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.digest !== "") {
+      writer.uint32(18).string(message.digest);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
+    }
+    if (message.containers !== 0) {
+      writer.uint32(32).uint32(message.containers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageDiskUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageDiskUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.references.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.containers = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageDiskUsage {
+    return {
+      references: globalThis.Array.isArray(object?.references)
+        ? object.references.map((e: any) => globalThis.String(e))
+        : [],
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      containers: isSet(object.containers) ? globalThis.Number(object.containers) : 0,
+    };
+  },
+
+  toJSON(message: ImageDiskUsage): unknown {
+    const obj: any = {};
+    if (message.references?.length) {
+      obj.references = message.references;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.containers !== 0) {
+      obj.containers = Math.round(message.containers);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ImageDiskUsage>): ImageDiskUsage {
+    return ImageDiskUsage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ImageDiskUsage>): ImageDiskUsage {
+    const message = createBaseImageDiskUsage();
+    message.references = object.references?.map((e) => e) || [];
+    message.digest = object.digest ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.containers = object.containers ?? 0;
+    return message;
+  },
+};
+
+function createBaseContainerDiskUsage(): ContainerDiskUsage {
+  return { id: "", name: "", image: "", state: "", size: 0n };
+}
+
+export const ContainerDiskUsage: MessageFns<ContainerDiskUsage> = {
+  encode(message: ContainerDiskUsage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.image !== "") {
+      writer.uint32(26).string(message.image);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(40).uint64(message.size);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ContainerDiskUsage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseContainerDiskUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.image = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ContainerDiskUsage {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      image: isSet(object.image) ? globalThis.String(object.image) : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+    };
+  },
+
+  toJSON(message: ContainerDiskUsage): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.image !== "") {
+      obj.image = message.image;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ContainerDiskUsage>): ContainerDiskUsage {
+    return ContainerDiskUsage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ContainerDiskUsage>): ContainerDiskUsage {
+    const message = createBaseContainerDiskUsage();
+    message.id = object.id ?? "";
+    message.name = object.name ?? "";
+    message.image = object.image ?? "";
+    message.state = object.state ?? "";
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    return message;
+  },
+};
+
+function createBaseSystemDiskUsageResponse(): SystemDiskUsageResponse {
+  return { totals: [], images: [], containers: [] };
+}
+
+export const SystemDiskUsageResponse: MessageFns<SystemDiskUsageResponse> = {
+  encode(message: SystemDiskUsageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.totals) {
+      DiskUsageTotal.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.images) {
+      ImageDiskUsage.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.containers) {
+      ContainerDiskUsage.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SystemDiskUsageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSystemDiskUsageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.totals.push(DiskUsageTotal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.images.push(ImageDiskUsage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.containers.push(ContainerDiskUsage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SystemDiskUsageResponse {
+    return {
+      totals: globalThis.Array.isArray(object?.totals) ? object.totals.map((e: any) => DiskUsageTotal.fromJSON(e)) : [],
+      images: globalThis.Array.isArray(object?.images) ? object.images.map((e: any) => ImageDiskUsage.fromJSON(e)) : [],
+      containers: globalThis.Array.isArray(object?.containers)
+        ? object.containers.map((e: any) => ContainerDiskUsage.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SystemDiskUsageResponse): unknown {
+    const obj: any = {};
+    if (message.totals?.length) {
+      obj.totals = message.totals.map((e) => DiskUsageTotal.toJSON(e));
+    }
+    if (message.images?.length) {
+      obj.images = message.images.map((e) => ImageDiskUsage.toJSON(e));
+    }
+    if (message.containers?.length) {
+      obj.containers = message.containers.map((e) => ContainerDiskUsage.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SystemDiskUsageResponse>): SystemDiskUsageResponse {
+    return SystemDiskUsageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SystemDiskUsageResponse>): SystemDiskUsageResponse {
+    const message = createBaseSystemDiskUsageResponse();
+    message.totals = object.totals?.map((e) => DiskUsageTotal.fromPartial(e)) || [];
+    message.images = object.images?.map((e) => ImageDiskUsage.fromPartial(e)) || [];
+    message.containers = object.containers?.map((e) => ContainerDiskUsage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 export type ContainerServiceDefinition = typeof ContainerServiceDefinition;
 export const ContainerServiceDefinition = {
   name: "ContainerService",
@@ -5506,6 +8249,76 @@ export const ContainerServiceDefinition = {
       requestStream: false,
       responseType: PullImageResponse as typeof PullImageResponse,
       responseStream: true,
+      options: {},
+    },
+    /** Names the source's image `target` too (moved from any other image). */
+    tagImage: {
+      name: "TagImage",
+      requestType: TagImageRequest as typeof TagImageRequest,
+      requestStream: false,
+      responseType: TagImageResponse as typeof TagImageResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Removes names (or, by digest, images), all or none, then frees the content
+     * nothing reaches. An image containers use keeps its last name unless
+     * `force`, and then stays untagged while they exist.
+     */
+    removeImages: {
+      name: "RemoveImages",
+      requestType: RemoveImagesRequest as typeof RemoveImagesRequest,
+      requestStream: false,
+      responseType: RemoveImagesResponse as typeof RemoveImagesResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** The images in full, in the order asked. */
+    inspectImages: {
+      name: "InspectImages",
+      requestType: InspectImagesRequest as typeof InspectImagesRequest,
+      requestStream: false,
+      responseType: InspectImagesResponse as typeof InspectImagesResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** The images as one tar archive (OCI layout, or docker save), in chunks. */
+    saveImages: {
+      name: "SaveImages",
+      requestType: SaveImagesRequest as typeof SaveImagesRequest,
+      requestStream: false,
+      responseType: SaveImagesChunk as typeof SaveImagesChunk,
+      responseStream: true,
+      options: {},
+    },
+    /** Uploads an image to its registry: per-blob progress, then the summary. */
+    pushImage: {
+      name: "PushImage",
+      requestType: PushImageRequest as typeof PushImageRequest,
+      requestStream: false,
+      responseType: PushImageResponse as typeof PushImageResponse,
+      responseStream: true,
+      options: {},
+    },
+    /**
+     * Removes untagged images (every image no container uses with `all`) and
+     * the content nothing reaches any more.
+     */
+    pruneImages: {
+      name: "PruneImages",
+      requestType: PruneImagesRequest as typeof PruneImagesRequest,
+      requestStream: false,
+      responseType: PruneImagesResponse as typeof PruneImagesResponse,
+      responseStream: false,
+      options: {},
+    },
+    /** Disk used by images, unpacked root filesystems and containers. */
+    systemDiskUsage: {
+      name: "SystemDiskUsage",
+      requestType: SystemDiskUsageRequest as typeof SystemDiskUsageRequest,
+      requestStream: false,
+      responseType: SystemDiskUsageResponse as typeof SystemDiskUsageResponse,
+      responseStream: false,
       options: {},
     },
   },

@@ -99,6 +99,71 @@ export interface ProcessSpec {
   terminal: boolean;
   rows: number;
   cols: number;
+  /**
+   * Isolation. The first process started in a rootfs starts the container:
+   * new pid, mount, uts, ipc and cgroup namespaces, the rootfs pivoted to
+   * as "/", /proc masked and read-only where Docker's are. Every later
+   * process in that rootfs joins those namespaces while the first runs.
+   *
+   * Capabilities: Docker's default set, less cap_drop, plus cap_add (names
+   * with or without CAP_, "ALL"); a non-root user keeps them only as its
+   * bounding set.
+   */
+  capAdd: string[];
+  capDrop: string[];
+  /**
+   * prctl(PR_SET_NO_NEW_PRIVS): set-user-ID bits and file capabilities
+   * grant nothing.
+   */
+  noNewPrivileges: boolean;
+  rlimits: Rlimit[];
+  /**
+   * Run a tiny init as the container's PID 1, which starts the process as
+   * its child, forwards signals to it, reaps every orphan and exits with
+   * its status. Only for the process that starts the container.
+   */
+  init: boolean;
+  /**
+   * The container's own settings; read only from the process that starts
+   * the container.
+   */
+  sandbox: Sandbox | undefined;
+}
+
+/**
+ * A resource limit, Docker's --ulimit: type is the name without RLIMIT_
+ * ("nofile", "nproc", "core"...); a value of -1 (max uint64) is unlimited.
+ */
+export interface Rlimit {
+  type: string;
+  soft: bigint;
+  hard: bigint;
+}
+
+export interface Sandbox {
+  /** The container's hostname (its own uts namespace); empty: "container". */
+  hostname: string;
+  /** tmpfs mounts made inside the container, created when missing. */
+  tmpfs: TmpfsMount[];
+  /** Size of /dev/shm in bytes; 0: 64 MiB, as Docker. */
+  shmSizeBytes: bigint;
+  /** Written under /proc/sys before it is made read-only ("net.ipv4.ip_forward": "1"). */
+  sysctls: { [key: string]: string };
+}
+
+export interface Sandbox_SysctlsEntry {
+  key: string;
+  value: string;
+}
+
+export interface TmpfsMount {
+  /** Absolute path inside the container. */
+  path: string;
+  /**
+   * Mount options as `mount -o` takes them ("size=64m", "mode=1777",
+   * "noexec"...); nosuid and nodev are always added.
+   */
+  options: string[];
 }
 
 export interface CreateProcessRequest {
@@ -594,7 +659,23 @@ export const MountResponse: MessageFns<MountResponse> = {
 };
 
 function createBaseProcessSpec(): ProcessSpec {
-  return { args: [], env: [], cwd: "", rootfs: "", readonlyRootfs: false, user: "", terminal: false, rows: 0, cols: 0 };
+  return {
+    args: [],
+    env: [],
+    cwd: "",
+    rootfs: "",
+    readonlyRootfs: false,
+    user: "",
+    terminal: false,
+    rows: 0,
+    cols: 0,
+    capAdd: [],
+    capDrop: [],
+    noNewPrivileges: false,
+    rlimits: [],
+    init: false,
+    sandbox: undefined,
+  };
 }
 
 export const ProcessSpec: MessageFns<ProcessSpec> = {
@@ -625,6 +706,24 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     }
     if (message.cols !== 0) {
       writer.uint32(72).uint32(message.cols);
+    }
+    for (const v of message.capAdd) {
+      writer.uint32(82).string(v!);
+    }
+    for (const v of message.capDrop) {
+      writer.uint32(90).string(v!);
+    }
+    if (message.noNewPrivileges !== false) {
+      writer.uint32(96).bool(message.noNewPrivileges);
+    }
+    for (const v of message.rlimits) {
+      Rlimit.encode(v!, writer.uint32(106).fork()).join();
+    }
+    if (message.init !== false) {
+      writer.uint32(112).bool(message.init);
+    }
+    if (message.sandbox !== undefined) {
+      Sandbox.encode(message.sandbox, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -714,6 +813,54 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
             message.cols = reader.uint32();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.capAdd.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.capDrop.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.noNewPrivileges = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.rlimits.push(Rlimit.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.init = reader.bool();
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.sandbox = Sandbox.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -741,6 +888,26 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
       terminal: isSet(object.terminal) ? globalThis.Boolean(object.terminal) : false,
       rows: isSet(object.rows) ? globalThis.Number(object.rows) : 0,
       cols: isSet(object.cols) ? globalThis.Number(object.cols) : 0,
+      capAdd: globalThis.Array.isArray(object?.capAdd)
+        ? object.capAdd.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_add)
+        ? object.cap_add.map((e: any) => globalThis.String(e))
+        : [],
+      capDrop: globalThis.Array.isArray(object?.capDrop)
+        ? object.capDrop.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.cap_drop)
+        ? object.cap_drop.map((e: any) => globalThis.String(e))
+        : [],
+      noNewPrivileges: isSet(object.noNewPrivileges)
+        ? globalThis.Boolean(object.noNewPrivileges)
+        : isSet(object.no_new_privileges)
+        ? globalThis.Boolean(object.no_new_privileges)
+        : false,
+      rlimits: globalThis.Array.isArray(object?.rlimits)
+        ? object.rlimits.map((e: any) => Rlimit.fromJSON(e))
+        : [],
+      init: isSet(object.init) ? globalThis.Boolean(object.init) : false,
+      sandbox: isSet(object.sandbox) ? Sandbox.fromJSON(object.sandbox) : undefined,
     };
   },
 
@@ -773,6 +940,24 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     if (message.cols !== 0) {
       obj.cols = Math.round(message.cols);
     }
+    if (message.capAdd?.length) {
+      obj.capAdd = message.capAdd;
+    }
+    if (message.capDrop?.length) {
+      obj.capDrop = message.capDrop;
+    }
+    if (message.noNewPrivileges !== false) {
+      obj.noNewPrivileges = message.noNewPrivileges;
+    }
+    if (message.rlimits?.length) {
+      obj.rlimits = message.rlimits.map((e) => Rlimit.toJSON(e));
+    }
+    if (message.init !== false) {
+      obj.init = message.init;
+    }
+    if (message.sandbox !== undefined) {
+      obj.sandbox = Sandbox.toJSON(message.sandbox);
+    }
     return obj;
   },
 
@@ -790,6 +975,447 @@ export const ProcessSpec: MessageFns<ProcessSpec> = {
     message.terminal = object.terminal ?? false;
     message.rows = object.rows ?? 0;
     message.cols = object.cols ?? 0;
+    message.capAdd = object.capAdd?.map((e) => e) || [];
+    message.capDrop = object.capDrop?.map((e) => e) || [];
+    message.noNewPrivileges = object.noNewPrivileges ?? false;
+    message.rlimits = object.rlimits?.map((e) => Rlimit.fromPartial(e)) || [];
+    message.init = object.init ?? false;
+    message.sandbox = (object.sandbox !== undefined && object.sandbox !== null)
+      ? Sandbox.fromPartial(object.sandbox)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRlimit(): Rlimit {
+  return { type: "", soft: 0n, hard: 0n };
+}
+
+export const Rlimit: MessageFns<Rlimit> = {
+  encode(message: Rlimit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== "") {
+      writer.uint32(10).string(message.type);
+    }
+    if (message.soft !== 0n) {
+      if (BigInt.asUintN(64, message.soft) !== message.soft) {
+        throw new globalThis.Error("value provided for field message.soft of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.soft);
+    }
+    if (message.hard !== 0n) {
+      if (BigInt.asUintN(64, message.hard) !== message.hard) {
+        throw new globalThis.Error("value provided for field message.hard of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.hard);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rlimit {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRlimit();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.type = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.soft = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.hard = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rlimit {
+    return {
+      type: isSet(object.type) ? globalThis.String(object.type) : "",
+      soft: isSet(object.soft) ? BigInt(object.soft) : 0n,
+      hard: isSet(object.hard) ? BigInt(object.hard) : 0n,
+    };
+  },
+
+  toJSON(message: Rlimit): unknown {
+    const obj: any = {};
+    if (message.type !== "") {
+      obj.type = message.type;
+    }
+    if (message.soft !== 0n) {
+      obj.soft = message.soft.toString();
+    }
+    if (message.hard !== 0n) {
+      obj.hard = message.hard.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Rlimit>): Rlimit {
+    return Rlimit.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Rlimit>): Rlimit {
+    const message = createBaseRlimit();
+    message.type = object.type ?? "";
+    message.soft = (object.soft !== undefined && object.soft !== null) ? BigInt(object.soft) : 0n;
+    message.hard = (object.hard !== undefined && object.hard !== null) ? BigInt(object.hard) : 0n;
+    return message;
+  },
+};
+
+function createBaseSandbox(): Sandbox {
+  return { hostname: "", tmpfs: [], shmSizeBytes: 0n, sysctls: {} };
+}
+
+export const Sandbox: MessageFns<Sandbox> = {
+  encode(message: Sandbox, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hostname !== "") {
+      writer.uint32(10).string(message.hostname);
+    }
+    for (const v of message.tmpfs) {
+      TmpfsMount.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.shmSizeBytes !== 0n) {
+      if (BigInt.asUintN(64, message.shmSizeBytes) !== message.shmSizeBytes) {
+        throw new globalThis.Error("value provided for field message.shmSizeBytes of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.shmSizeBytes);
+    }
+    globalThis.Object.entries(message.sysctls).forEach(([key, value]: [string, string]) => {
+      Sandbox_SysctlsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Sandbox {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSandbox();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tmpfs.push(TmpfsMount.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.shmSizeBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = Sandbox_SysctlsEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.sysctls[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Sandbox {
+    return {
+      hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      tmpfs: globalThis.Array.isArray(object?.tmpfs) ? object.tmpfs.map((e: any) => TmpfsMount.fromJSON(e)) : [],
+      shmSizeBytes: isSet(object.shmSizeBytes)
+        ? BigInt(object.shmSizeBytes)
+        : isSet(object.shm_size_bytes)
+        ? BigInt(object.shm_size_bytes)
+        : 0n,
+      sysctls: isObject(object.sysctls)
+        ? (globalThis.Object.entries(object.sysctls) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: Sandbox): unknown {
+    const obj: any = {};
+    if (message.hostname !== "") {
+      obj.hostname = message.hostname;
+    }
+    if (message.tmpfs?.length) {
+      obj.tmpfs = message.tmpfs.map((e) => TmpfsMount.toJSON(e));
+    }
+    if (message.shmSizeBytes !== 0n) {
+      obj.shmSizeBytes = message.shmSizeBytes.toString();
+    }
+    if (message.sysctls) {
+      const entries = globalThis.Object.entries(message.sysctls) as [string, string][];
+      if (entries.length > 0) {
+        obj.sysctls = {};
+        entries.forEach(([k, v]) => {
+          obj.sysctls[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Sandbox>): Sandbox {
+    return Sandbox.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Sandbox>): Sandbox {
+    const message = createBaseSandbox();
+    message.hostname = object.hostname ?? "";
+    message.tmpfs = object.tmpfs?.map((e) => TmpfsMount.fromPartial(e)) || [];
+    message.shmSizeBytes = (object.shmSizeBytes !== undefined && object.shmSizeBytes !== null)
+      ? BigInt(object.shmSizeBytes)
+      : 0n;
+    message.sysctls = (globalThis.Object.entries(object.sysctls ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseSandbox_SysctlsEntry(): Sandbox_SysctlsEntry {
+  return { key: "", value: "" };
+}
+
+export const Sandbox_SysctlsEntry: MessageFns<Sandbox_SysctlsEntry> = {
+  encode(message: Sandbox_SysctlsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Sandbox_SysctlsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSandbox_SysctlsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Sandbox_SysctlsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: Sandbox_SysctlsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Sandbox_SysctlsEntry>): Sandbox_SysctlsEntry {
+    return Sandbox_SysctlsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Sandbox_SysctlsEntry>): Sandbox_SysctlsEntry {
+    const message = createBaseSandbox_SysctlsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseTmpfsMount(): TmpfsMount {
+  return { path: "", options: [] };
+}
+
+export const TmpfsMount: MessageFns<TmpfsMount> = {
+  encode(message: TmpfsMount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    for (const v of message.options) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TmpfsMount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTmpfsMount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.options.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TmpfsMount {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      options: globalThis.Array.isArray(object?.options) ? object.options.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: TmpfsMount): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.options?.length) {
+      obj.options = message.options;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TmpfsMount>): TmpfsMount {
+    return TmpfsMount.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TmpfsMount>): TmpfsMount {
+    const message = createBaseTmpfsMount();
+    message.path = object.path ?? "";
+    message.options = object.options?.map((e) => e) || [];
     return message;
   },
 };
@@ -3367,6 +3993,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
   : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>>
   : T extends {} ? { [K in keyof T]?: DeepPartial<T[K]> }
   : Partial<T>;
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

@@ -71,6 +71,44 @@ export class ContentStore {
     }
   }
 
+  /** A blob's size in bytes; notFound when it is not stored. */
+  async size(digest: string): Promise<number> {
+    try {
+      return (await fs.stat(this.blobPath(digest))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new ContainerError("notFound", `blob ${digest} is not in the content store`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Every stored blob with its size, in no particular order. */
+  async list(): Promise<{ digest: string; size: number }[]> {
+    const dir = path.join(this.root, "blobs", "sha256");
+    const names = await fs.readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return [];
+      throw err;
+    });
+    const blobs: { digest: string; size: number }[] = [];
+    for (const name of names) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const st = await fs.stat(path.join(dir, name)).catch(() => undefined);
+      if (st?.isFile()) blobs.push({ digest: `sha256:${name}`, size: st.size });
+    }
+    return blobs;
+  }
+
+  /** Removes a blob; nothing when it is not there. Only the garbage collector calls this. */
+  async remove(digest: string): Promise<void> {
+    await fs.rm(this.blobPath(digest), { force: true });
+  }
+
+  /** Removes what interrupted ingests left behind; only while nothing ingests (under the GC lock). */
+  async clearIngest(): Promise<void> {
+    await fs.rm(path.join(this.root, "ingest"), { recursive: true, force: true });
+  }
+
   openRead(digest: string): Readable {
     return createReadStream(this.blobPath(digest));
   }

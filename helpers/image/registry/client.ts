@@ -1,6 +1,8 @@
 // An OCI distribution (Docker registry v2) client for one repository: fetch a
-// manifest by tag or digest, stream a blob. Knows HTTP, auth and the
-// registry's error bodies; knows nothing of the content store.
+// manifest by tag or digest, stream a blob; with `push`, ask whether a blob is
+// there, upload one (monolithic, or chunked when large) and put a manifest.
+// Knows HTTP, auth and the registry's error bodies; knows nothing of the
+// content store.
 //
 // TLS is verified always (Node's fetch). Loopback registries (localhost,
 // 127.0.0.0/8, ::1) and those named in `insecure` are spoken to over plain
@@ -18,12 +20,16 @@ export const MANIFEST_ACCEPT = DOCUMENT_TYPES.join(", ");
 /** Docker Hub's API lives on another host than its name. */
 const DOCKER_HUB_API = "registry-1.docker.io";
 const MAX_REDIRECTS = 5;
+/** Blobs up to this size go up in one PUT; bigger ones in PATCHes of this size (each held in memory once). */
+export const DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024;
 
 export interface RegistryOptions {
   credentials?: Credentials;
   /** Registries (`host[:port]`, or `host` for every port) spoken to over plain http. */
   insecure?: string[];
   signal?: AbortSignal;
+  /** Asks for push access too: the token scope is `pull,push`, and refusals say push. */
+  push?: boolean;
 }
 
 export interface FetchedManifest {
@@ -69,6 +75,33 @@ async function registryMessage(res: Response): Promise<{ code: string; text: str
   return { code, text: message || code || `${res.status} ${res.statusText}` };
 }
 
+interface Init {
+  method: string;
+  headers: Record<string, string>;
+  body?: Buffer;
+}
+
+/** `source` regrouped into chunks of `size` bytes (the last one shorter). */
+async function* chunked(source: AsyncIterable<Buffer>, size: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let held = 0;
+  for await (const data of source) {
+    let rest = data;
+    while (held + rest.length >= size) {
+      parts.push(rest.subarray(0, size - held));
+      rest = rest.subarray(size - held);
+      yield Buffer.concat(parts);
+      parts = [];
+      held = 0;
+    }
+    if (rest.length > 0) {
+      parts.push(rest);
+      held += rest.length;
+    }
+  }
+  if (held > 0) yield Buffer.concat(parts);
+}
+
 export class RegistryClient {
   private readonly base: string;
   private readonly auth: Authorizer;
@@ -84,9 +117,9 @@ export class RegistryClient {
     this.name = familiarName(ref);
     this.auth = new Authorizer({
       host: ref.domain,
-      scope: `repository:${ref.path}:pull`,
+      scope: `repository:${ref.path}:${options.push ? "pull,push" : "pull"}`,
       ...(options.credentials ? { credentials: options.credentials } : {}),
-      get: (url, authorization) => this.follow(url, {}, authorization),
+      get: (url, authorization) => this.follow(url, { method: "GET", headers: {} }, authorization),
     });
   }
 
@@ -94,7 +127,7 @@ export class RegistryClient {
   async manifest(reference: string, expectedSize?: number): Promise<FetchedManifest> {
     const subject = `${this.name}${reference.startsWith("sha256:") ? "@" : ":"}${reference}`;
     const what = `manifest of ${subject}`;
-    const res = await this.get(`manifests/${reference}`, { accept: MANIFEST_ACCEPT }, subject);
+    const res = await this.request("GET", `manifests/${reference}`, { headers: { accept: MANIFEST_ACCEPT } }, subject);
     const limit = expectedSize ?? MAX_DOCUMENT_BYTES;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -119,7 +152,7 @@ export class RegistryClient {
    */
   async *blob(desc: Descriptor, onBytes: (done: number) => void = () => undefined): AsyncGenerator<Buffer> {
     const what = `blob ${desc.digest}`;
-    const res = await this.get(`blobs/${desc.digest}`, {}, `${what} of ${this.name}`);
+    const res = await this.request("GET", `blobs/${desc.digest}`, { headers: {} }, `${what} of ${this.name}`);
     let done = 0;
     for await (const chunk of this.body(res, what)) {
       done += chunk.length;
@@ -129,28 +162,94 @@ export class RegistryClient {
     }
   }
 
-  /** GET `<base>/<rel>`, answering auth challenges and following redirects; a non-2xx answer throws. */
-  private async get(rel: string, headers: Record<string, string>, subject: string): Promise<Response> {
-    const url = new URL(`${this.base}/${rel}`);
+  /** Whether the repository has the blob (HEAD). */
+  async hasBlob(digest: string): Promise<boolean> {
+    const res = await this.request("HEAD", `blobs/${digest}`, { headers: {}, allow: [404] }, `blob ${digest} of ${this.name}`);
+    return res.status !== 404;
+  }
+
+  /**
+   * Uploads a blob of `desc.size` bytes read from `source`: a POST opens the
+   * upload, then one PUT carries it all, or (over `chunkBytes`) PATCHes carry
+   * it in chunks and an empty PUT closes it. The registry checks the digest.
+   */
+  async uploadBlob(
+    desc: Descriptor,
+    source: AsyncIterable<Buffer>,
+    options: { chunkBytes?: number; onBytes?: (done: number) => void } = {},
+  ): Promise<void> {
+    const subject = `upload of blob ${desc.digest} to ${this.name}`;
+    const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+    let location = await this.location(await this.request("POST", "blobs/uploads/", { headers: {} }, subject), subject);
+    let done = 0;
+    let last: Buffer = Buffer.alloc(0);
+    for await (const chunk of chunked(source, chunkBytes)) {
+      if (done + chunk.length > desc.size) throw new ContainerError("internal", `blob ${desc.digest} is larger than its ${desc.size} bytes`);
+      if (desc.size <= chunkBytes) {
+        last = chunk;
+      } else {
+        const range = `${done}-${done + chunk.length - 1}`;
+        const headers = { "content-type": "application/octet-stream", "content-range": range };
+        location = await this.location(await this.request("PATCH", location, { headers, body: chunk }, subject), subject);
+      }
+      done += chunk.length;
+      options.onBytes?.(done);
+    }
+    if (done !== desc.size) throw new ContainerError("internal", `blob ${desc.digest} has ${done} bytes, its descriptor says ${desc.size}`);
+    const put = new URL(location);
+    put.searchParams.set("digest", desc.digest);
+    const res = await this.request("PUT", put, { headers: { "content-type": "application/octet-stream" }, body: last }, subject);
+    await res.body?.cancel();
+  }
+
+  /** Puts a manifest or index under a tag or its digest; returns the digest the registry says it stored. */
+  async putManifest(reference: string, bytes: Buffer, mediaType: string): Promise<string> {
+    const subject = `manifest ${this.name}${reference.startsWith("sha256:") ? "@" : ":"}${reference}`;
+    const res = await this.request("PUT", `manifests/${reference}`, { headers: { "content-type": mediaType }, body: bytes }, subject);
+    await res.body?.cancel();
+    return verifyManifest(bytes, { header: res.headers.get("docker-content-digest") }, subject);
+  }
+
+  /** Where an upload continues: the Location of the registry's answer, resolved against the request. */
+  private async location(res: Response, subject: string): Promise<URL> {
+    await res.body?.cancel();
+    const location = res.headers.get("location");
+    if (!location) throw new ContainerError("unavailable", `registry ${this.ref.domain} gave no location for the ${subject}`);
+    return new URL(location, res.url || this.base);
+  }
+
+  /**
+   * `method` on `<base>/<rel>` (or an absolute URL), answering auth challenges
+   * and following redirects; an answer that is not 2xx (nor in `allow`) throws.
+   */
+  private async request(
+    method: string,
+    target: string | URL,
+    o: { headers: Record<string, string>; body?: Buffer; allow?: number[] },
+    subject: string,
+  ): Promise<Response> {
+    const url = typeof target === "string" ? new URL(`${this.base}/${target}`) : target;
+    const init = { method, headers: o.headers, ...(o.body ? { body: o.body } : {}) };
     const sent = this.auth.header();
-    let res = await this.follow(url, headers, await sent);
+    let res = await this.follow(url, init, await sent);
     if (res.status === 401) {
       const retry = await this.auth.challenged(sent, res.headers.get("www-authenticate"));
       if (retry !== undefined) {
         await res.body?.cancel();
-        res = await this.follow(url, headers, retry);
+        res = await this.follow(url, init, retry);
       }
     }
-    if (res.ok) return res;
+    if (res.ok || o.allow?.includes(res.status)) return res;
     throw await this.failure(res, subject);
   }
 
   /** Follows redirects by hand so that Authorization never leaves the registry's origin. */
-  private async follow(url: URL, headers: Record<string, string>, authorization: string | undefined): Promise<Response> {
+  private async follow(url: URL, init: Init, authorization: string | undefined): Promise<Response> {
     let target = url;
     for (let hop = 0; ; hop++) {
       const sameOrigin = target.origin === url.origin;
-      const res = await this.send(target, { ...headers, ...(authorization && sameOrigin ? { authorization } : {}) });
+      const headers = { ...init.headers, ...(authorization && sameOrigin ? { authorization } : {}) };
+      const res = await this.send(target, { ...init, headers });
       const location = res.headers.get("location");
       if (res.status < 300 || res.status >= 400 || location === null) return res;
       await res.body?.cancel();
@@ -159,10 +258,17 @@ export class RegistryClient {
     }
   }
 
-  /** One HTTP GET, redirects not followed; network failures become `unavailable`, an abort `cancelled`. */
-  private async send(url: URL, headers: Record<string, string>): Promise<Response> {
+  /** One HTTP request, redirects not followed; network failures become `unavailable`, an abort `cancelled`. */
+  private async send(url: URL, init: Init): Promise<Response> {
     try {
-      return await fetch(url, { headers, redirect: "manual", ...(this.options.signal ? { signal: this.options.signal } : {}) });
+      const { body, ...rest } = init;
+      return await fetch(url, {
+        ...rest,
+        // A view, not a copy: Buffer's type is wider than fetch's BodyInit.
+        ...(body ? { body: new Uint8Array(body.buffer as ArrayBuffer, body.byteOffset, body.byteLength) } : {}),
+        redirect: "manual",
+        ...(this.options.signal ? { signal: this.options.signal } : {}),
+      });
     } catch (err) {
       throw this.networkError(err, `cannot reach registry ${url.host}`);
     }
@@ -179,7 +285,7 @@ export class RegistryClient {
 
   private networkError(err: unknown, message: string): ContainerError {
     if (err instanceof ContainerError) return err;
-    if (this.options.signal?.aborted) return new ContainerError("cancelled", "pull cancelled", { cause: err });
+    if (this.options.signal?.aborted) return new ContainerError("cancelled", `${this.options.push ? "push" : "pull"} cancelled`, { cause: err });
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (err as Error).message;
     const tls = /CERT|SSL|TLS/i.test(why);
@@ -196,6 +302,11 @@ export class RegistryClient {
       return code === "NAME_UNKNOWN"
         ? new ContainerError("notFound", `repository ${this.name} not found`)
         : new ContainerError("notFound", `${subject} not found (${text})`);
+    }
+    if ((res.status === 401 || res.status === 403) && this.options.push) {
+      return new ContainerError("invalidArgument", `push access denied for ${this.name}: ${text}`, {
+        hint: this.options.credentials ? "the credentials do not allow pushing to this repository" : `add credentials for ${registry} to ~/.docker/config.json`,
+      });
     }
     if (res.status === 401 || res.status === 403) {
       // As Docker says it: registries answer so for missing repositories too.

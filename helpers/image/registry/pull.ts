@@ -63,7 +63,7 @@ export function chooseManifest(index: Index, want: Platform): Descriptor | undef
 }
 
 /** Runs `fn` on every item, `limit` at a time; after the first failure no new item starts, and that failure is thrown once all have settled. */
-async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: { err: unknown } | undefined;
   const worker = async (): Promise<void> => {
@@ -81,7 +81,7 @@ async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promis
 }
 
 /** A progress callback for one blob, throttled to PROGRESS_INTERVAL_MS between its first and last report. */
-function reporter(desc: Descriptor, onProgress: (p: PullProgress) => void): (done: number, present?: boolean) => void {
+export function reporter(desc: Descriptor, onProgress: (p: PullProgress) => void): (done: number, present?: boolean) => void {
   let last = 0;
   return (done, present = false) => {
     const now = Date.now();

@@ -262,9 +262,30 @@ type ProcessSpec struct {
 	// A pty as stdin, stdout and stderr (the controlling terminal); its output
 	// goes to the stdout port and there is no stderr stream. Like OCI's
 	// process.terminal, with the initial size (0: unset) as consoleSize.
-	Terminal      bool   `protobuf:"varint,7,opt,name=terminal,proto3" json:"terminal,omitempty"`
-	Rows          uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
-	Cols          uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
+	Terminal bool   `protobuf:"varint,7,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	Rows     uint32 `protobuf:"varint,8,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols     uint32 `protobuf:"varint,9,opt,name=cols,proto3" json:"cols,omitempty"`
+	// Isolation. The first process started in a rootfs starts the container:
+	// new pid, mount, uts, ipc and cgroup namespaces, the rootfs pivoted to
+	// as "/", /proc masked and read-only where Docker's are. Every later
+	// process in that rootfs joins those namespaces while the first runs.
+	//
+	// Capabilities: Docker's default set, less cap_drop, plus cap_add (names
+	// with or without CAP_, "ALL"); a non-root user keeps them only as its
+	// bounding set.
+	CapAdd  []string `protobuf:"bytes,10,rep,name=cap_add,json=capAdd,proto3" json:"cap_add,omitempty"`
+	CapDrop []string `protobuf:"bytes,11,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
+	// prctl(PR_SET_NO_NEW_PRIVS): set-user-ID bits and file capabilities
+	// grant nothing.
+	NoNewPrivileges bool      `protobuf:"varint,12,opt,name=no_new_privileges,json=noNewPrivileges,proto3" json:"no_new_privileges,omitempty"`
+	Rlimits         []*Rlimit `protobuf:"bytes,13,rep,name=rlimits,proto3" json:"rlimits,omitempty"`
+	// Run a tiny init as the container's PID 1, which starts the process as
+	// its child, forwards signals to it, reaps every orphan and exits with
+	// its status. Only for the process that starts the container.
+	Init bool `protobuf:"varint,14,opt,name=init,proto3" json:"init,omitempty"`
+	// The container's own settings; read only from the process that starts
+	// the container.
+	Sandbox       *Sandbox `protobuf:"bytes,15,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +383,237 @@ func (x *ProcessSpec) GetCols() uint32 {
 	return 0
 }
 
+func (x *ProcessSpec) GetCapAdd() []string {
+	if x != nil {
+		return x.CapAdd
+	}
+	return nil
+}
+
+func (x *ProcessSpec) GetCapDrop() []string {
+	if x != nil {
+		return x.CapDrop
+	}
+	return nil
+}
+
+func (x *ProcessSpec) GetNoNewPrivileges() bool {
+	if x != nil {
+		return x.NoNewPrivileges
+	}
+	return false
+}
+
+func (x *ProcessSpec) GetRlimits() []*Rlimit {
+	if x != nil {
+		return x.Rlimits
+	}
+	return nil
+}
+
+func (x *ProcessSpec) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
+func (x *ProcessSpec) GetSandbox() *Sandbox {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+// A resource limit, Docker's --ulimit: type is the name without RLIMIT_
+// ("nofile", "nproc", "core"...); a value of -1 (max uint64) is unlimited.
+type Rlimit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Soft          uint64                 `protobuf:"varint,2,opt,name=soft,proto3" json:"soft,omitempty"`
+	Hard          uint64                 `protobuf:"varint,3,opt,name=hard,proto3" json:"hard,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rlimit) Reset() {
+	*x = Rlimit{}
+	mi := &file_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rlimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rlimit) ProtoMessage() {}
+
+func (x *Rlimit) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rlimit.ProtoReflect.Descriptor instead.
+func (*Rlimit) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Rlimit) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Rlimit) GetSoft() uint64 {
+	if x != nil {
+		return x.Soft
+	}
+	return 0
+}
+
+func (x *Rlimit) GetHard() uint64 {
+	if x != nil {
+		return x.Hard
+	}
+	return 0
+}
+
+type Sandbox struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container's hostname (its own uts namespace); empty: "container".
+	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// tmpfs mounts made inside the container, created when missing.
+	Tmpfs []*TmpfsMount `protobuf:"bytes,2,rep,name=tmpfs,proto3" json:"tmpfs,omitempty"`
+	// Size of /dev/shm in bytes; 0: 64 MiB, as Docker.
+	ShmSizeBytes uint64 `protobuf:"varint,3,opt,name=shm_size_bytes,json=shmSizeBytes,proto3" json:"shm_size_bytes,omitempty"`
+	// Written under /proc/sys before it is made read-only ("net.ipv4.ip_forward": "1").
+	Sysctls       map[string]string `protobuf:"bytes,4,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Sandbox) Reset() {
+	*x = Sandbox{}
+	mi := &file_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Sandbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Sandbox) ProtoMessage() {}
+
+func (x *Sandbox) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Sandbox.ProtoReflect.Descriptor instead.
+func (*Sandbox) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Sandbox) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *Sandbox) GetTmpfs() []*TmpfsMount {
+	if x != nil {
+		return x.Tmpfs
+	}
+	return nil
+}
+
+func (x *Sandbox) GetShmSizeBytes() uint64 {
+	if x != nil {
+		return x.ShmSizeBytes
+	}
+	return 0
+}
+
+func (x *Sandbox) GetSysctls() map[string]string {
+	if x != nil {
+		return x.Sysctls
+	}
+	return nil
+}
+
+type TmpfsMount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute path inside the container.
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Mount options as `mount -o` takes them ("size=64m", "mode=1777",
+	// "noexec"...); nosuid and nodev are always added.
+	Options       []string `protobuf:"bytes,2,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TmpfsMount) Reset() {
+	*x = TmpfsMount{}
+	mi := &file_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TmpfsMount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TmpfsMount) ProtoMessage() {}
+
+func (x *TmpfsMount) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TmpfsMount.ProtoReflect.Descriptor instead.
+func (*TmpfsMount) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TmpfsMount) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *TmpfsMount) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
 type CreateProcessRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -375,7 +627,7 @@ type CreateProcessRequest struct {
 
 func (x *CreateProcessRequest) Reset() {
 	*x = CreateProcessRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +639,7 @@ func (x *CreateProcessRequest) String() string {
 func (*CreateProcessRequest) ProtoMessage() {}
 
 func (x *CreateProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +652,7 @@ func (x *CreateProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProcessRequest.ProtoReflect.Descriptor instead.
 func (*CreateProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateProcessRequest) GetId() string {
@@ -446,7 +698,7 @@ type CreateProcessResponse struct {
 
 func (x *CreateProcessResponse) Reset() {
 	*x = CreateProcessResponse{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +710,7 @@ func (x *CreateProcessResponse) String() string {
 func (*CreateProcessResponse) ProtoMessage() {}
 
 func (x *CreateProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +723,7 @@ func (x *CreateProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateProcessResponse.ProtoReflect.Descriptor instead.
 func (*CreateProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 type StartProcessRequest struct {
@@ -483,7 +735,7 @@ type StartProcessRequest struct {
 
 func (x *StartProcessRequest) Reset() {
 	*x = StartProcessRequest{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +747,7 @@ func (x *StartProcessRequest) String() string {
 func (*StartProcessRequest) ProtoMessage() {}
 
 func (x *StartProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +760,7 @@ func (x *StartProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProcessRequest.ProtoReflect.Descriptor instead.
 func (*StartProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StartProcessRequest) GetId() string {
@@ -527,7 +779,7 @@ type StartProcessResponse struct {
 
 func (x *StartProcessResponse) Reset() {
 	*x = StartProcessResponse{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +791,7 @@ func (x *StartProcessResponse) String() string {
 func (*StartProcessResponse) ProtoMessage() {}
 
 func (x *StartProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +804,7 @@ func (x *StartProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartProcessResponse.ProtoReflect.Descriptor instead.
 func (*StartProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StartProcessResponse) GetPid() int32 {
@@ -571,7 +823,7 @@ type WaitProcessRequest struct {
 
 func (x *WaitProcessRequest) Reset() {
 	*x = WaitProcessRequest{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -583,7 +835,7 @@ func (x *WaitProcessRequest) String() string {
 func (*WaitProcessRequest) ProtoMessage() {}
 
 func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -596,7 +848,7 @@ func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*WaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WaitProcessRequest) GetId() string {
@@ -618,7 +870,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +882,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +895,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WaitProcessResponse) GetExitCode() int32 {
@@ -671,7 +923,7 @@ type KillProcessRequest struct {
 
 func (x *KillProcessRequest) Reset() {
 	*x = KillProcessRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +935,7 @@ func (x *KillProcessRequest) String() string {
 func (*KillProcessRequest) ProtoMessage() {}
 
 func (x *KillProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +948,7 @@ func (x *KillProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillProcessRequest.ProtoReflect.Descriptor instead.
 func (*KillProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KillProcessRequest) GetId() string {
@@ -721,7 +973,7 @@ type KillProcessResponse struct {
 
 func (x *KillProcessResponse) Reset() {
 	*x = KillProcessResponse{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +985,7 @@ func (x *KillProcessResponse) String() string {
 func (*KillProcessResponse) ProtoMessage() {}
 
 func (x *KillProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +998,7 @@ func (x *KillProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillProcessResponse.ProtoReflect.Descriptor instead.
 func (*KillProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 type ResizeProcessRequest struct {
@@ -760,7 +1012,7 @@ type ResizeProcessRequest struct {
 
 func (x *ResizeProcessRequest) Reset() {
 	*x = ResizeProcessRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1024,7 @@ func (x *ResizeProcessRequest) String() string {
 func (*ResizeProcessRequest) ProtoMessage() {}
 
 func (x *ResizeProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1037,7 @@ func (x *ResizeProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeProcessRequest.ProtoReflect.Descriptor instead.
 func (*ResizeProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResizeProcessRequest) GetId() string {
@@ -817,7 +1069,7 @@ type ResizeProcessResponse struct {
 
 func (x *ResizeProcessResponse) Reset() {
 	*x = ResizeProcessResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1081,7 @@ func (x *ResizeProcessResponse) String() string {
 func (*ResizeProcessResponse) ProtoMessage() {}
 
 func (x *ResizeProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1094,7 @@ func (x *ResizeProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizeProcessResponse.ProtoReflect.Descriptor instead.
 func (*ResizeProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 type CloseProcessStdinRequest struct {
@@ -854,7 +1106,7 @@ type CloseProcessStdinRequest struct {
 
 func (x *CloseProcessStdinRequest) Reset() {
 	*x = CloseProcessStdinRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1118,7 @@ func (x *CloseProcessStdinRequest) String() string {
 func (*CloseProcessStdinRequest) ProtoMessage() {}
 
 func (x *CloseProcessStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1131,7 @@ func (x *CloseProcessStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseProcessStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseProcessStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CloseProcessStdinRequest) GetId() string {
@@ -897,7 +1149,7 @@ type CloseProcessStdinResponse struct {
 
 func (x *CloseProcessStdinResponse) Reset() {
 	*x = CloseProcessStdinResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1161,7 @@ func (x *CloseProcessStdinResponse) String() string {
 func (*CloseProcessStdinResponse) ProtoMessage() {}
 
 func (x *CloseProcessStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1174,7 @@ func (x *CloseProcessStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseProcessStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseProcessStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type DeleteProcessRequest struct {
@@ -934,7 +1186,7 @@ type DeleteProcessRequest struct {
 
 func (x *DeleteProcessRequest) Reset() {
 	*x = DeleteProcessRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1198,7 @@ func (x *DeleteProcessRequest) String() string {
 func (*DeleteProcessRequest) ProtoMessage() {}
 
 func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1211,7 @@ func (x *DeleteProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessRequest.ProtoReflect.Descriptor instead.
 func (*DeleteProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteProcessRequest) GetId() string {
@@ -977,7 +1229,7 @@ type DeleteProcessResponse struct {
 
 func (x *DeleteProcessResponse) Reset() {
 	*x = DeleteProcessResponse{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1241,7 @@ func (x *DeleteProcessResponse) String() string {
 func (*DeleteProcessResponse) ProtoMessage() {}
 
 func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1254,7 @@ func (x *DeleteProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteProcessResponse.ProtoReflect.Descriptor instead.
 func (*DeleteProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 type CopyRequest struct {
@@ -1019,7 +1271,7 @@ type CopyRequest struct {
 
 func (x *CopyRequest) Reset() {
 	*x = CopyRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1283,7 @@ func (x *CopyRequest) String() string {
 func (*CopyRequest) ProtoMessage() {}
 
 func (x *CopyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1296,7 @@ func (x *CopyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyRequest.ProtoReflect.Descriptor instead.
 func (*CopyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CopyRequest) GetRootfs() string {
@@ -1083,7 +1335,7 @@ type CopyResponse struct {
 
 func (x *CopyResponse) Reset() {
 	*x = CopyResponse{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1347,7 @@ func (x *CopyResponse) String() string {
 func (*CopyResponse) ProtoMessage() {}
 
 func (x *CopyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1360,7 @@ func (x *CopyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResponse.ProtoReflect.Descriptor instead.
 func (*CopyResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 type StatsRequest struct {
@@ -1119,7 +1371,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1383,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1396,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type StatsResponse struct {
@@ -1168,7 +1420,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1432,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1445,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *StatsResponse) GetCpuUsageUsec() uint64 {
@@ -1274,7 +1526,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1538,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1551,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type ShutdownResponse struct {
@@ -1310,7 +1562,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1574,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1587,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 // The bootstrap channel. With the kernel argument vminitd.bootstrap=<port>,
@@ -1361,7 +1613,7 @@ type BootstrapRequest struct {
 
 func (x *BootstrapRequest) Reset() {
 	*x = BootstrapRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1625,7 @@ func (x *BootstrapRequest) String() string {
 func (*BootstrapRequest) ProtoMessage() {}
 
 func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1638,7 @@ func (x *BootstrapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapRequest.ProtoReflect.Descriptor instead.
 func (*BootstrapRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BootstrapRequest) GetMounts() []*MountRequest {
@@ -1424,7 +1676,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1688,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1701,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Resources) GetCpus() float64 {
@@ -1491,7 +1743,7 @@ type BootstrapEvent struct {
 
 func (x *BootstrapEvent) Reset() {
 	*x = BootstrapEvent{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1755,7 @@ func (x *BootstrapEvent) String() string {
 func (*BootstrapEvent) ProtoMessage() {}
 
 func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1768,7 @@ func (x *BootstrapEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BootstrapEvent.ProtoReflect.Descriptor instead.
 func (*BootstrapEvent) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BootstrapEvent) GetEvent() isBootstrapEvent_Event {
@@ -1589,7 +1841,7 @@ type Failure struct {
 
 func (x *Failure) Reset() {
 	*x = Failure{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1853,7 @@ func (x *Failure) String() string {
 func (*Failure) ProtoMessage() {}
 
 func (x *Failure) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1866,7 @@ func (x *Failure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Failure.ProtoReflect.Descriptor instead.
 func (*Failure) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Failure) GetCode() string {
@@ -1654,7 +1906,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
 	"\x06fstype\x18\x03 \x01(\tR\x06fstype\x12\x18\n" +
 	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x0f\n" +
-	"\rMountResponse\"\xde\x01\n" +
+	"\rMountResponse\"\xbf\x03\n" +
 	"\vProcessSpec\x12\x12\n" +
 	"\x04args\x18\x01 \x03(\tR\x04args\x12\x10\n" +
 	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
@@ -1664,7 +1916,30 @@ const file_agent_proto_rawDesc = "" +
 	"\x04user\x18\x06 \x01(\tR\x04user\x12\x1a\n" +
 	"\bterminal\x18\a \x01(\bR\bterminal\x12\x12\n" +
 	"\x04rows\x18\b \x01(\rR\x04rows\x12\x12\n" +
-	"\x04cols\x18\t \x01(\rR\x04cols\"\xbc\x01\n" +
+	"\x04cols\x18\t \x01(\rR\x04cols\x12\x17\n" +
+	"\acap_add\x18\n" +
+	" \x03(\tR\x06capAdd\x12\x19\n" +
+	"\bcap_drop\x18\v \x03(\tR\acapDrop\x12*\n" +
+	"\x11no_new_privileges\x18\f \x01(\bR\x0fnoNewPrivileges\x124\n" +
+	"\arlimits\x18\r \x03(\v2\x1a.container.agent.v1.RlimitR\arlimits\x12\x12\n" +
+	"\x04init\x18\x0e \x01(\bR\x04init\x125\n" +
+	"\asandbox\x18\x0f \x01(\v2\x1b.container.agent.v1.SandboxR\asandbox\"D\n" +
+	"\x06Rlimit\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
+	"\x04soft\x18\x02 \x01(\x04R\x04soft\x12\x12\n" +
+	"\x04hard\x18\x03 \x01(\x04R\x04hard\"\x81\x02\n" +
+	"\aSandbox\x12\x1a\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x124\n" +
+	"\x05tmpfs\x18\x02 \x03(\v2\x1e.container.agent.v1.TmpfsMountR\x05tmpfs\x12$\n" +
+	"\x0eshm_size_bytes\x18\x03 \x01(\x04R\fshmSizeBytes\x12B\n" +
+	"\asysctls\x18\x04 \x03(\v2(.container.agent.v1.Sandbox.SysctlsEntryR\asysctls\x1a:\n" +
+	"\fSysctlsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
+	"\n" +
+	"TmpfsMount\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\aoptions\x18\x02 \x03(\tR\aoptions\"\xbc\x01\n" +
 	"\x14CreateProcessRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x04spec\x18\x02 \x01(\v2\x1f.container.agent.v1.ProcessSpecR\x04spec\x12\x1d\n" +
@@ -1765,77 +2040,85 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agent_proto_goTypes = []any{
 	(*PingRequest)(nil),               // 0: container.agent.v1.PingRequest
 	(*PingResponse)(nil),              // 1: container.agent.v1.PingResponse
 	(*MountRequest)(nil),              // 2: container.agent.v1.MountRequest
 	(*MountResponse)(nil),             // 3: container.agent.v1.MountResponse
 	(*ProcessSpec)(nil),               // 4: container.agent.v1.ProcessSpec
-	(*CreateProcessRequest)(nil),      // 5: container.agent.v1.CreateProcessRequest
-	(*CreateProcessResponse)(nil),     // 6: container.agent.v1.CreateProcessResponse
-	(*StartProcessRequest)(nil),       // 7: container.agent.v1.StartProcessRequest
-	(*StartProcessResponse)(nil),      // 8: container.agent.v1.StartProcessResponse
-	(*WaitProcessRequest)(nil),        // 9: container.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),       // 10: container.agent.v1.WaitProcessResponse
-	(*KillProcessRequest)(nil),        // 11: container.agent.v1.KillProcessRequest
-	(*KillProcessResponse)(nil),       // 12: container.agent.v1.KillProcessResponse
-	(*ResizeProcessRequest)(nil),      // 13: container.agent.v1.ResizeProcessRequest
-	(*ResizeProcessResponse)(nil),     // 14: container.agent.v1.ResizeProcessResponse
-	(*CloseProcessStdinRequest)(nil),  // 15: container.agent.v1.CloseProcessStdinRequest
-	(*CloseProcessStdinResponse)(nil), // 16: container.agent.v1.CloseProcessStdinResponse
-	(*DeleteProcessRequest)(nil),      // 17: container.agent.v1.DeleteProcessRequest
-	(*DeleteProcessResponse)(nil),     // 18: container.agent.v1.DeleteProcessResponse
-	(*CopyRequest)(nil),               // 19: container.agent.v1.CopyRequest
-	(*CopyResponse)(nil),              // 20: container.agent.v1.CopyResponse
-	(*StatsRequest)(nil),              // 21: container.agent.v1.StatsRequest
-	(*StatsResponse)(nil),             // 22: container.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),           // 23: container.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),          // 24: container.agent.v1.ShutdownResponse
-	(*BootstrapRequest)(nil),          // 25: container.agent.v1.BootstrapRequest
-	(*Resources)(nil),                 // 26: container.agent.v1.Resources
-	(*BootstrapEvent)(nil),            // 27: container.agent.v1.BootstrapEvent
-	(*Failure)(nil),                   // 28: container.agent.v1.Failure
+	(*Rlimit)(nil),                    // 5: container.agent.v1.Rlimit
+	(*Sandbox)(nil),                   // 6: container.agent.v1.Sandbox
+	(*TmpfsMount)(nil),                // 7: container.agent.v1.TmpfsMount
+	(*CreateProcessRequest)(nil),      // 8: container.agent.v1.CreateProcessRequest
+	(*CreateProcessResponse)(nil),     // 9: container.agent.v1.CreateProcessResponse
+	(*StartProcessRequest)(nil),       // 10: container.agent.v1.StartProcessRequest
+	(*StartProcessResponse)(nil),      // 11: container.agent.v1.StartProcessResponse
+	(*WaitProcessRequest)(nil),        // 12: container.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),       // 13: container.agent.v1.WaitProcessResponse
+	(*KillProcessRequest)(nil),        // 14: container.agent.v1.KillProcessRequest
+	(*KillProcessResponse)(nil),       // 15: container.agent.v1.KillProcessResponse
+	(*ResizeProcessRequest)(nil),      // 16: container.agent.v1.ResizeProcessRequest
+	(*ResizeProcessResponse)(nil),     // 17: container.agent.v1.ResizeProcessResponse
+	(*CloseProcessStdinRequest)(nil),  // 18: container.agent.v1.CloseProcessStdinRequest
+	(*CloseProcessStdinResponse)(nil), // 19: container.agent.v1.CloseProcessStdinResponse
+	(*DeleteProcessRequest)(nil),      // 20: container.agent.v1.DeleteProcessRequest
+	(*DeleteProcessResponse)(nil),     // 21: container.agent.v1.DeleteProcessResponse
+	(*CopyRequest)(nil),               // 22: container.agent.v1.CopyRequest
+	(*CopyResponse)(nil),              // 23: container.agent.v1.CopyResponse
+	(*StatsRequest)(nil),              // 24: container.agent.v1.StatsRequest
+	(*StatsResponse)(nil),             // 25: container.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),           // 26: container.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),          // 27: container.agent.v1.ShutdownResponse
+	(*BootstrapRequest)(nil),          // 28: container.agent.v1.BootstrapRequest
+	(*Resources)(nil),                 // 29: container.agent.v1.Resources
+	(*BootstrapEvent)(nil),            // 30: container.agent.v1.BootstrapEvent
+	(*Failure)(nil),                   // 31: container.agent.v1.Failure
+	nil,                               // 32: container.agent.v1.Sandbox.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	4,  // 0: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
-	2,  // 1: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
-	5,  // 2: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
-	26, // 3: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
-	8,  // 4: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
-	10, // 5: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
-	28, // 6: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
-	0,  // 7: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
-	2,  // 8: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
-	5,  // 9: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
-	7,  // 10: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
-	9,  // 11: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
-	11, // 12: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
-	13, // 13: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
-	15, // 14: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
-	17, // 15: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
-	19, // 16: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
-	19, // 17: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
-	21, // 18: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
-	23, // 19: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
-	1,  // 20: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
-	3,  // 21: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
-	6,  // 22: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
-	8,  // 23: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
-	10, // 24: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
-	12, // 25: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
-	14, // 26: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
-	16, // 27: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
-	18, // 28: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
-	20, // 29: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
-	20, // 30: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
-	22, // 31: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
-	24, // 32: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
-	20, // [20:33] is the sub-list for method output_type
-	7,  // [7:20] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 0: container.agent.v1.ProcessSpec.rlimits:type_name -> container.agent.v1.Rlimit
+	6,  // 1: container.agent.v1.ProcessSpec.sandbox:type_name -> container.agent.v1.Sandbox
+	7,  // 2: container.agent.v1.Sandbox.tmpfs:type_name -> container.agent.v1.TmpfsMount
+	32, // 3: container.agent.v1.Sandbox.sysctls:type_name -> container.agent.v1.Sandbox.SysctlsEntry
+	4,  // 4: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
+	2,  // 5: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
+	8,  // 6: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
+	29, // 7: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
+	11, // 8: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
+	13, // 9: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
+	31, // 10: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
+	0,  // 11: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
+	2,  // 12: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
+	8,  // 13: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
+	10, // 14: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
+	12, // 15: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
+	14, // 16: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
+	16, // 17: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
+	18, // 18: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
+	20, // 19: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
+	22, // 20: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
+	22, // 21: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
+	24, // 22: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
+	26, // 23: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
+	1,  // 24: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
+	3,  // 25: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
+	9,  // 26: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
+	11, // 27: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
+	13, // 28: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
+	15, // 29: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
+	17, // 30: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
+	19, // 31: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
+	21, // 32: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
+	23, // 33: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
+	23, // 34: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
+	25, // 35: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
+	27, // 36: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1843,7 +2126,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[27].OneofWrappers = []any{
+	file_agent_proto_msgTypes[30].OneofWrappers = []any{
 		(*BootstrapEvent_Started)(nil),
 		(*BootstrapEvent_Exited)(nil),
 		(*BootstrapEvent_Failed)(nil),
@@ -1854,7 +2137,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

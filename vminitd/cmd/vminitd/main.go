@@ -28,6 +28,7 @@ import (
 	"github.com/container-vm/container/vminitd/internal/logging"
 	"github.com/container-vm/container/vminitd/internal/mount"
 	"github.com/container-vm/container/vminitd/internal/process"
+	"github.com/container-vm/container/vminitd/internal/sandbox"
 	"github.com/container-vm/container/vminitd/internal/server"
 )
 
@@ -45,6 +46,10 @@ func main() {
 	// A child vminitd starts for `container cp` and `export` (archive.Main).
 	if len(os.Args) > 1 && os.Args[1] == "copy" {
 		os.Exit(archive.Main(os.Args[2:]))
+	}
+	// Every container process starts as a shim (sandbox.Main).
+	if len(os.Args) > 1 && os.Args[1] == sandbox.ShimArg {
+		os.Exit(sandbox.Main())
 	}
 	pid1 := os.Getpid() == 1
 

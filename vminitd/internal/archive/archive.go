@@ -8,7 +8,6 @@ package archive
 import (
 	"archive/tar"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -311,7 +310,7 @@ func Main(args []string) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "%s\t%s\n", errdefs.CodeOf(err), strings.ReplaceAll(err.Error(), "\n", " "))
+	_, _ = os.Stderr.WriteString(errdefs.Line(err))
 	return 1
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 )
 
 // Code is one of the shared error codes; its value is the name on the wire.
@@ -134,3 +135,14 @@ func HintOf(err error) string {
 
 // Is reports whether err carries the given code.
 func Is(err error, code Code) bool { return err != nil && CodeOf(err) == code }
+
+// Line is err as a helper child reports it on a pipe, on one line:
+// "<code>\t<message>[\t<hint>]\n". The parent rebuilds the error from it.
+func Line(err error) string {
+	oneLine := strings.NewReplacer("\n", " ", "\t", " ")
+	line := string(CodeOf(err)) + "\t" + oneLine.Replace(err.Error())
+	if hint := HintOf(err); hint != "" {
+		line += "\t" + oneLine.Replace(hint)
+	}
+	return line + "\n"
+}

@@ -13,15 +13,18 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/container-vm/container/vminitd/internal/capabilities"
 	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
+	"github.com/container-vm/container/vminitd/internal/sandbox"
 	"github.com/container-vm/container/vminitd/internal/user"
 )
 
@@ -40,6 +43,30 @@ type Spec struct {
 	Terminal bool
 	// Rows and Cols are the terminal's initial size (0: unset).
 	Rows, Cols uint16
+
+	// CapAdd and CapDrop change Docker's default capabilities
+	// (capabilities.Compute).
+	CapAdd, CapDrop []string
+	NoNewPrivs      bool
+	Rlimits         []sandbox.Rlimit
+	// Init runs --init's init as the container's PID 1; only for the
+	// process that starts the container.
+	Init bool
+	// Container holds the container's own settings, read from the process
+	// that starts it (the first one started in its rootfs).
+	Container Container
+
+	// caps is CapAdd and CapDrop applied, by ValidateSpec.
+	caps []capabilities.Cap
+}
+
+// Container is what a container's first process sets up for all of them.
+type Container struct {
+	Hostname string
+	Tmpfs    []sandbox.Tmpfs
+	// ShmSize is /dev/shm's size in bytes; 0: DefaultShmSize.
+	ShmSize uint64
+	Sysctls map[string]string
 }
 
 // Ports are the host vsock ports of a process's streams; 0 = /dev/null.
@@ -79,12 +106,20 @@ type Manager struct {
 	dial   Dialer
 	// prepare readies a rootfs before its first process (RootfsPreparer),
 	// showing it the container's cgroup when there is one.
-	prepare func(rootfs, cgroupPath string) error
+	prepare func(rootfs, cgroupPath string, shmSize uint64) error
 	// cgroup holds the container's processes; nil until UseCgroup. Guarded
 	// by cgMu, not mu: Start reads it while holding a process's lock.
 	cgMu     sync.Mutex
 	cgroup   *cgroup.Group
 	cgroupFD int
+
+	// isolate starts a rootfs's first process in a container of its own
+	// (sandbox.Create) and later ones inside it; without it (tests on the
+	// host) every process is only chrooted into its rootfs.
+	isolate bool
+	ctrMu   sync.Mutex
+	// containers are the running containers' first processes, by rootfs.
+	containers map[string]int
 
 	mu    sync.Mutex
 	procs map[string]*Process
@@ -98,8 +133,10 @@ func NewManager(log *slog.Logger, reaper *Reaper, dial Dialer) *Manager {
 		reaper:   reaper,
 		dial:     dial,
 		prepare:  NewRootfsPreparer(log).Prepare,
-		cgroupFD: -1,
-		procs:    make(map[string]*Process),
+		cgroupFD:   -1,
+		isolate:    true,
+		containers: make(map[string]int),
+		procs:      make(map[string]*Process),
 	}
 }
 
@@ -147,6 +184,30 @@ func ValidateSpec(spec *Spec) error {
 		return errdefs.InvalidArgumentf("cwd %q must be an absolute path", spec.Cwd)
 	}
 	spec.Cwd = path.Clean(spec.Cwd)
+	caps, err := capabilities.Compute(spec.CapAdd, spec.CapDrop)
+	if err != nil {
+		return err
+	}
+	spec.caps = caps
+	c := &spec.Container
+	if c.Hostname != "" {
+		if err := sandbox.ValidateHostname(c.Hostname); err != nil {
+			return err
+		}
+	}
+	for i := range c.Tmpfs {
+		if err := sandbox.ValidateTmpfs(&c.Tmpfs[i]); err != nil {
+			return err
+		}
+	}
+	for name, value := range c.Sysctls {
+		if _, err := sandbox.SysctlPath(name); err != nil {
+			return err
+		}
+		if strings.ContainsAny(value, "\x00\n") {
+			return errdefs.InvalidArgumentf("invalid value for sysctl %s", name)
+		}
+	}
 	fi, err := os.Stat(spec.Rootfs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -226,7 +287,7 @@ func (m *Manager) Start(id string) (int, error) {
 	if group != nil {
 		groupPath = group.Path
 	}
-	if err := m.prepare(spec.Rootfs, groupPath); err != nil {
+	if err := m.prepare(spec.Rootfs, groupPath, spec.Container.ShmSize); err != nil {
 		return 0, errdefs.Wrap(errdefs.Internal, err)
 	}
 	if spec.ReadonlyRootfs {
@@ -303,30 +364,12 @@ func (m *Manager) Start(id string) (int, error) {
 		}
 	}
 
-	attr := &syscall.ProcAttr{
-		Dir: spec.Cwd,
-		Env: spec.Env,
-		// Fd() also puts the child ends back into blocking mode.
-		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd()},
-		Sys: &syscall.SysProcAttr{
-			Chroot:     spec.Rootfs,
-			Setsid:     true,
-			Setctty:    spec.Terminal,
-			Ctty:       0, // the child's stdin, the pty, with Setctty
-			Credential: credential(ident),
-			// Born in the container's cgroup (clone3 CLONE_INTO_CGROUP).
-			UseCgroupFD: groupFD >= 0,
-			CgroupFD:    groupFD,
-		},
-	}
-	pid, err := m.reaper.Start(func() (int, error) {
-		return syscall.ForkExec(argv0, spec.Args, attr)
-	}, p.onExit)
+	pid, err := m.spawn(p, spec, ident, argv0, child, groupFD)
 	closeAll(child[:]...)
 	child = [3]*os.File{}
 	if err != nil {
 		p.pty = nil
-		return fail(forkExecError(spec.Args[0], err))
+		return fail(err)
 	}
 
 	p.pid = pid
@@ -346,46 +389,10 @@ func (m *Manager) Start(id string) (int, error) {
 	return pid, nil
 }
 
-// credential is what the child switches to after chroot; every group the
-// identity is in, the primary first.
-func credential(id user.Identity) *syscall.Credential {
-	groups := make([]uint32, 0, len(id.Groups))
-	for _, g := range id.Groups {
-		if g != id.GID {
-			groups = append(groups, g)
-		}
-	}
-	return &syscall.Credential{Uid: id.UID, Gid: id.GID, Groups: groups}
-}
-
-// forkExecError gives a failed start its code.
-func forkExecError(name string, err error) error {
-	var errno syscall.Errno
-	if !errors.As(err, &errno) {
-		return errdefs.Internalf("start %q: %w", name, err)
-	}
-	switch errno {
-	case syscall.ENOENT, syscall.ENOTDIR:
-		return errdefs.WithHint(errdefs.New(errdefs.NotFound, "start %q: %w", name, err),
-			"a script's interpreter (#!) or a shared library loader may be missing from the rootfs")
-	case syscall.EACCES, syscall.EPERM:
-		return errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err)
-	case syscall.ENOEXEC:
-		return errdefs.WithHint(errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err),
-			"the executable may be built for another architecture")
-	case syscall.E2BIG:
-		return errdefs.New(errdefs.InvalidArgument, "start %q: %w", name, err)
-	case syscall.ENOMEM, syscall.EAGAIN:
-		return errdefs.New(errdefs.ResourceExhausted, "start %q: %w", name, err)
-	}
-	return errdefs.Internalf("start %q: %w", name, err)
-}
-
 // onExit is the reaper's delivery of the status.
+// p.exit is written once, before exited is closed, and read only after.
 func (p *Process) onExit(e Exit) {
-	p.mu.Lock()
 	p.exit = e
-	p.mu.Unlock()
 	close(p.exited)
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/container-vm/container/vminitd/internal/errdefs"
+	"github.com/container-vm/container/vminitd/internal/sandbox"
 )
 
 // hostEnds plays the host: each dialed port gets one end of an in-memory
@@ -36,8 +37,18 @@ func (h *hostEnds) get(port uint32) net.Conn {
 	return h.conns[port]
 }
 
+// TestMain makes the test binary a shim too: processes start as
+// /proc/self/exe shim (sandbox.Main), as they do from vminitd.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.ShimArg {
+		os.Exit(sandbox.Main())
+	}
+	os.Exit(m.Run())
+}
+
 // newTestManager runs processes chrooted into "/" (so it needs root), with
-// the rootfs preparation skipped.
+// the rootfs preparation and the containers' namespaces left out (they are
+// the guest's business: the end-to-end tests cover them).
 func newTestManager(t *testing.T) (*Manager, *hostEnds) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -53,7 +64,8 @@ func newTestManager(t *testing.T) (*Manager, *hostEnds) {
 	t.Cleanup(func() { close(stop) })
 	h := &hostEnds{conns: map[uint32]net.Conn{}}
 	m := NewManager(log, r, h.dial)
-	m.prepare = func(string, string) error { return nil }
+	m.prepare = func(string, string, uint64) error { return nil }
+	m.isolate = false
 	return m, h
 }
 
@@ -236,6 +248,10 @@ func TestCreateValidation(t *testing.T) {
 		{"relative rootfs", "b", Spec{Args: []string{"true"}, Rootfs: "rootfs"}, errdefs.InvalidArgument},
 		{"missing rootfs", "c", Spec{Args: []string{"true"}, Rootfs: "/no/such/rootfs"}, errdefs.NotFound},
 		{"relative cwd", "d", Spec{Args: []string{"true"}, Rootfs: "/", Cwd: "tmp"}, errdefs.InvalidArgument},
+		{"unknown capability", "e", Spec{Args: []string{"true"}, Rootfs: "/", CapAdd: []string{"NO_SUCH"}}, errdefs.InvalidArgument},
+		{"bad tmpfs", "f", Spec{Args: []string{"true"}, Rootfs: "/", Container: Container{Tmpfs: []sandbox.Tmpfs{{Path: "/proc"}}}}, errdefs.InvalidArgument},
+		{"bad sysctl", "g", Spec{Args: []string{"true"}, Rootfs: "/", Container: Container{Sysctls: map[string]string{"../x": "1"}}}, errdefs.InvalidArgument},
+		{"bad hostname", "h", Spec{Args: []string{"true"}, Rootfs: "/", Container: Container{Hostname: "a b"}}, errdefs.InvalidArgument},
 	}
 	for _, tt := range tests {
 		if err := m.Create(ctx, tt.id, tt.spec, Ports{}); errdefs.CodeOf(err) != tt.code {
@@ -322,5 +338,63 @@ func TestTerminal(t *testing.T) {
 	}
 	if err := m.Resize("tty", 1, 1); err != nil {
 		t.Fatalf("resize after exit: %v", err)
+	}
+}
+
+// The shim's own settings, applied through a real shim on the host: the
+// capability sets, the user, limits and no_new_privs the program gets.
+func TestShimApplies(t *testing.T) {
+	m, h := newTestManager(t)
+	ctx := context.Background()
+	spec := sh(`grep -E '^(CapBnd|CapEff|NoNewPrivs|Uid)' /proc/self/status | tr -s '\t' ' '; ulimit -n; ulimit -Hn`)
+	spec.User = "65534:65534"
+	spec.CapDrop = []string{"ALL"}
+	spec.CapAdd = []string{"KILL", "NET_RAW"}
+	spec.NoNewPrivs = true
+	nofile, err := sandbox.ParseRlimit("nofile", 100, 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Rlimits = []sandbox.Rlimit{nofile}
+	if err := m.Create(ctx, "caps", spec, Ports{Stdout: 2}); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(h.get(2))
+		out <- string(b)
+	}()
+	if _, err := m.Start("caps"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if e, err := m.Wait(wctx, "caps"); err != nil || e.Code() != 0 {
+		t.Fatalf("wait: %+v %v", e, err)
+	}
+	want := "Uid: 65534 65534 65534 65534\nCapEff: 0000000000000000\nCapBnd: 0000000000002020\nNoNewPrivs: 1\n100\n200\n"
+	if got := <-out; got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A program the shim cannot exec fails Start with the shim's error, and
+// the process is over (it can be deleted).
+func TestShimExecFailure(t *testing.T) {
+	m, _ := newTestManager(t)
+	dir := t.TempDir()
+	script := dir + "/script"
+	if err := os.WriteFile(script, []byte("#!/no/such/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(context.Background(), "bad", Spec{Args: []string{script}, Rootfs: "/"}, Ports{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Start("bad")
+	if errdefs.CodeOf(err) != errdefs.NotFound || !strings.Contains(errdefs.HintOf(err), "interpreter") {
+		t.Fatalf("got %v (%s, hint %q)", err, errdefs.CodeOf(err), errdefs.HintOf(err))
+	}
+	if err := m.Delete("bad"); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 }

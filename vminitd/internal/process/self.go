@@ -99,14 +99,23 @@ func (m *Manager) RunSelf(ctx context.Context, args []string, stdin io.Reader, s
 	}
 }
 
-// childError rebuilds the error a helper child printed ("<code>\t<message>").
+// childError rebuilds the error a helper child printed (errdefs.Line).
 func childError(stderr string, e Exit) error {
-	line := strings.TrimSpace(stderr)
-	if code, msg, ok := strings.Cut(line, "\t"); ok && errdefs.Code(code).Valid() {
-		return errdefs.New(errdefs.Code(code), "%s", msg)
+	if err := lineError(stderr); err != nil {
+		return err
 	}
+	return errdefs.Internalf("helper exited with %d: no message", e.Code())
+}
+
+// lineError is the error of an errdefs.Line; nil for an empty one.
+func lineError(s string) error {
+	line := strings.TrimSpace(s)
 	if line == "" {
-		line = "no message"
+		return nil
 	}
-	return errdefs.Internalf("helper exited with %d: %s", e.Code(), line)
+	if code, rest, ok := strings.Cut(line, "\t"); ok && errdefs.Code(code).Valid() {
+		msg, hint, _ := strings.Cut(rest, "\t")
+		return errdefs.WithHint(errdefs.New(errdefs.Code(code), "%s", msg), hint)
+	}
+	return errdefs.Internalf("helper: %s", line)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
 	"github.com/container-vm/container/vminitd/internal/process"
+	"github.com/container-vm/container/vminitd/internal/sandbox"
 )
 
 // APIVersion is the contract version this agent implements.
@@ -129,18 +130,11 @@ func (s *Server) CreateProcess(ctx context.Context, req *agentv1.CreateProcessRe
 	if spec == nil {
 		return nil, errdefs.InvalidArgumentf("spec is required")
 	}
-	err := s.opts.Processes.Create(ctx, req.GetId(), process.Spec{
-		Args:   spec.GetArgs(),
-		Env:    spec.GetEnv(),
-		Cwd:    spec.GetCwd(),
-		Rootfs: spec.GetRootfs(),
-
-		ReadonlyRootfs: spec.GetReadonlyRootfs(),
-		User:           spec.GetUser(),
-		Terminal:       spec.GetTerminal(),
-		Rows:           clampSize(spec.GetRows()),
-		Cols:           clampSize(spec.GetCols()),
-	}, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
+	ps, err := processSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	err = s.opts.Processes.Create(ctx, req.GetId(), ps, process.Ports{Stdin: req.GetStdinPort(), Stdout: req.GetStdoutPort(), Stderr: req.GetStderrPort()})
 	if err != nil {
 		return nil, err
 	}
@@ -248,4 +242,39 @@ func (s *Server) Shutdown(context.Context, *agentv1.ShutdownRequest) (*agentv1.S
 	// which waits for this call to finish writing it.
 	go s.opts.Shutdown()
 	return &agentv1.ShutdownResponse{}, nil
+}
+
+// processSpec translates the wire spec; process.ValidateSpec checks the rest.
+func processSpec(spec *agentv1.ProcessSpec) (process.Spec, error) {
+	ps := process.Spec{
+		Args:   spec.GetArgs(),
+		Env:    spec.GetEnv(),
+		Cwd:    spec.GetCwd(),
+		Rootfs: spec.GetRootfs(),
+
+		ReadonlyRootfs: spec.GetReadonlyRootfs(),
+		User:           spec.GetUser(),
+		Terminal:       spec.GetTerminal(),
+		Rows:           clampSize(spec.GetRows()),
+		Cols:           clampSize(spec.GetCols()),
+
+		CapAdd:     spec.GetCapAdd(),
+		CapDrop:    spec.GetCapDrop(),
+		NoNewPrivs: spec.GetNoNewPrivileges(),
+		Init:       spec.GetInit(),
+	}
+	for _, r := range spec.GetRlimits() {
+		l, err := sandbox.ParseRlimit(r.GetType(), r.GetSoft(), r.GetHard())
+		if err != nil {
+			return process.Spec{}, err
+		}
+		ps.Rlimits = append(ps.Rlimits, l)
+	}
+	if sb := spec.GetSandbox(); sb != nil {
+		ps.Container = process.Container{Hostname: sb.GetHostname(), ShmSize: sb.GetShmSizeBytes(), Sysctls: sb.GetSysctls()}
+		for _, t := range sb.GetTmpfs() {
+			ps.Container.Tmpfs = append(ps.Container.Tmpfs, sandbox.Tmpfs{Path: t.GetPath(), Options: t.GetOptions()})
+		}
+	}
+	return ps, nil
 }

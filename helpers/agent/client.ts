@@ -79,7 +79,7 @@ export async function connectAgent(options: ConnectAgentOptions): Promise<AgentC
     void rm(options.socketPath, { force: true });
   };
   const client: AgentClient = {
-    ping: () => call(grpc.ping, grpc, {}, md()),
+    ping: (options) => call(grpc.ping, grpc, { memory: options?.memory ?? false }, md()),
     mount: async (req) => void (await call(grpc.mount, grpc, req, md())),
     createProcess: async (req) => void (await call(grpc.createProcess, grpc, req, md())),
     startProcess: async (id) => (await call(grpc.startProcess, grpc, { id }, md())).pid,
@@ -95,7 +95,7 @@ export async function connectAgent(options: ConnectAgentOptions): Promise<AgentC
     close,
   };
   try {
-    await call(grpc.ping, grpc, {}, md(), { deadline: deadline + 1000 });
+    await call(grpc.ping, grpc, { memory: false }, md(), { deadline: deadline + 1000 });
   } catch (err) {
     close();
     throw err;

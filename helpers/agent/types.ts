@@ -16,7 +16,8 @@ export type { CopyRequest, CreateProcessRequest, MountRequest, PingResponse, Pro
 export const AGENT_PORT = 1024;
 
 export interface AgentClient {
-  ping(): Promise<PingResponse>;
+  /** With `memory`, the answer carries vminitd's resident memory. */
+  ping(options?: { memory?: boolean }): Promise<PingResponse>;
   mount(request: MountRequest): Promise<void>;
   createProcess(request: CreateProcessRequest): Promise<void>;
   /** Returns the process's pid in the guest. */

@@ -38,6 +38,11 @@ export const protobufFileName = "agent.proto";
  */
 
 export interface PingRequest {
+  /**
+   * Also report vminitd's own memory (agent_rss_bytes); off, a ping stays
+   * the floor of a round trip.
+   */
+  memory: boolean;
 }
 
 export interface PingResponse {
@@ -47,6 +52,8 @@ export interface PingResponse {
   agentVersion: string;
   /** Guest uptime in nanoseconds when the request was served. */
   uptimeNs: bigint;
+  /** vminitd's resident memory (VmRSS), when asked for. */
+  agentRssBytes: bigint;
 }
 
 export interface MountRequest {
@@ -322,11 +329,14 @@ export interface Failure {
 }
 
 function createBasePingRequest(): PingRequest {
-  return {};
+  return { memory: false };
 }
 
 export const PingRequest: MessageFns<PingRequest> = {
-  encode(_: PingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: PingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memory !== false) {
+      writer.uint32(8).bool(message.memory);
+    }
     return writer;
   },
 
@@ -343,6 +353,14 @@ export const PingRequest: MessageFns<PingRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.memory = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -355,26 +373,30 @@ export const PingRequest: MessageFns<PingRequest> = {
     }
   },
 
-  fromJSON(_: any): PingRequest {
-    return {};
+  fromJSON(object: any): PingRequest {
+    return { memory: isSet(object.memory) ? globalThis.Boolean(object.memory) : false };
   },
 
-  toJSON(_: PingRequest): unknown {
+  toJSON(message: PingRequest): unknown {
     const obj: any = {};
+    if (message.memory !== false) {
+      obj.memory = message.memory;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<PingRequest>): PingRequest {
     return PingRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<PingRequest>): PingRequest {
+  fromPartial(object: DeepPartial<PingRequest>): PingRequest {
     const message = createBasePingRequest();
+    message.memory = object.memory ?? false;
     return message;
   },
 };
 
 function createBasePingResponse(): PingResponse {
-  return { apiVersion: "", agentVersion: "", uptimeNs: 0n };
+  return { apiVersion: "", agentVersion: "", uptimeNs: 0n, agentRssBytes: 0n };
 }
 
 export const PingResponse: MessageFns<PingResponse> = {
@@ -390,6 +412,12 @@ export const PingResponse: MessageFns<PingResponse> = {
         throw new globalThis.Error("value provided for field message.uptimeNs of type uint64 too large");
       }
       writer.uint32(24).uint64(message.uptimeNs);
+    }
+    if (message.agentRssBytes !== 0n) {
+      if (BigInt.asUintN(64, message.agentRssBytes) !== message.agentRssBytes) {
+        throw new globalThis.Error("value provided for field message.agentRssBytes of type uint64 too large");
+      }
+      writer.uint32(32).uint64(message.agentRssBytes);
     }
     return writer;
   },
@@ -431,6 +459,14 @@ export const PingResponse: MessageFns<PingResponse> = {
             message.uptimeNs = reader.uint64() as bigint;
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.agentRssBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -460,6 +496,11 @@ export const PingResponse: MessageFns<PingResponse> = {
         : isSet(object.uptime_ns)
         ? BigInt(object.uptime_ns)
         : 0n,
+      agentRssBytes: isSet(object.agentRssBytes)
+        ? BigInt(object.agentRssBytes)
+        : isSet(object.agent_rss_bytes)
+        ? BigInt(object.agent_rss_bytes)
+        : 0n,
     };
   },
 
@@ -474,6 +515,9 @@ export const PingResponse: MessageFns<PingResponse> = {
     if (message.uptimeNs !== 0n) {
       obj.uptimeNs = message.uptimeNs.toString();
     }
+    if (message.agentRssBytes !== 0n) {
+      obj.agentRssBytes = message.agentRssBytes.toString();
+    }
     return obj;
   },
 
@@ -485,6 +529,9 @@ export const PingResponse: MessageFns<PingResponse> = {
     message.apiVersion = object.apiVersion ?? "";
     message.agentVersion = object.agentVersion ?? "";
     message.uptimeNs = (object.uptimeNs !== undefined && object.uptimeNs !== null) ? BigInt(object.uptimeNs) : 0n;
+    message.agentRssBytes = (object.agentRssBytes !== undefined && object.agentRssBytes !== null)
+      ? BigInt(object.agentRssBytes)
+      : 0n;
     return message;
   },
 };

@@ -34,7 +34,10 @@ const (
 )
 
 type PingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also report vminitd's own memory (agent_rss_bytes); off, a ping stays
+	// the floor of a round trip.
+	Memory        bool `protobuf:"varint,1,opt,name=memory,proto3" json:"memory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -69,6 +72,13 @@ func (*PingRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *PingRequest) GetMemory() bool {
+	if x != nil {
+		return x.Memory
+	}
+	return false
+}
+
 type PingResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The contract version the guest implements ("v1").
@@ -76,7 +86,9 @@ type PingResponse struct {
 	// vminitd's own build version.
 	AgentVersion string `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	// Guest uptime in nanoseconds when the request was served.
-	UptimeNs      uint64 `protobuf:"varint,3,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
+	UptimeNs uint64 `protobuf:"varint,3,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
+	// vminitd's resident memory (VmRSS), when asked for.
+	AgentRssBytes uint64 `protobuf:"varint,4,opt,name=agent_rss_bytes,json=agentRssBytes,proto3" json:"agent_rss_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +140,13 @@ func (x *PingResponse) GetAgentVersion() string {
 func (x *PingResponse) GetUptimeNs() uint64 {
 	if x != nil {
 		return x.UptimeNs
+	}
+	return 0
+}
+
+func (x *PingResponse) GetAgentRssBytes() uint64 {
+	if x != nil {
+		return x.AgentRssBytes
 	}
 	return 0
 }
@@ -1894,13 +1913,15 @@ var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\x12container.agent.v1\"\r\n" +
-	"\vPingRequest\"q\n" +
+	"\vagent.proto\x12\x12container.agent.v1\"%\n" +
+	"\vPingRequest\x12\x16\n" +
+	"\x06memory\x18\x01 \x01(\bR\x06memory\"\x99\x01\n" +
 	"\fPingResponse\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12\x1b\n" +
-	"\tuptime_ns\x18\x03 \x01(\x04R\buptimeNs\"p\n" +
+	"\tuptime_ns\x18\x03 \x01(\x04R\buptimeNs\x12&\n" +
+	"\x0fagent_rss_bytes\x18\x04 \x01(\x04R\ragentRssBytes\"p\n" +
 	"\fMountRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +

@@ -5,9 +5,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -94,12 +98,35 @@ func uptime() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-func (s *Server) Ping(context.Context, *agentv1.PingRequest) (*agentv1.PingResponse, error) {
-	return &agentv1.PingResponse{
+func (s *Server) Ping(_ context.Context, req *agentv1.PingRequest) (*agentv1.PingResponse, error) {
+	res := &agentv1.PingResponse{
 		ApiVersion:   APIVersion,
 		AgentVersion: s.opts.Version,
 		UptimeNs:     uint64(uptime()),
-	}, nil
+	}
+	if req.GetMemory() {
+		rss, err := residentBytes("/proc/self/status")
+		if err != nil {
+			return nil, errdefs.Internalf("read vminitd's memory: %w", err)
+		}
+		res.AgentRssBytes = rss
+	}
+	return res, nil
+}
+
+// residentBytes is the VmRSS line of a /proc/PID/status file.
+func residentBytes(status string) (uint64, error) {
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("%s has no VmRSS line", status)
 }
 
 func (s *Server) Mount(_ context.Context, req *agentv1.MountRequest) (*agentv1.MountResponse, error) {

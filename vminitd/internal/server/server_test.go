@@ -116,3 +116,13 @@ func TestHintTrailer(t *testing.T) {
 		t.Fatalf("hint trailer = %v", got)
 	}
 }
+
+func TestResidentBytes(t *testing.T) {
+	rss, err := residentBytes("/proc/self/status")
+	if err != nil || rss < 1<<20 || rss > 1<<30 {
+		t.Fatalf("rss %d: %v", rss, err)
+	}
+	if _, err := residentBytes("/proc/self/no-such-file"); err == nil {
+		t.Fatal("a missing file read")
+	}
+}

@@ -9,7 +9,7 @@ import { connect, explain } from "../client.js";
 import { forwardStdin, writeOutput } from "../stdio.js";
 import { checkTty, terminalSize, useTerminal } from "../terminal.js";
 import { parseEnv, parseUser, signalNumber } from "../parse.js";
-import { COMMAND_NOT_FOUND, RUN_FAILED } from "./run.js";
+import { startFailureStatus } from "./run.js";
 
 interface ExecOptions {
   detach?: boolean;
@@ -41,7 +41,7 @@ async function exec(container: string, args: string[], opts: ExecOptions): Promi
         },
         error: (err) => {
           const e = explain(err);
-          reject(Object.assign(e, { exitCode: e.code === "notFound" && !/container/.test(e.message) ? COMMAND_NOT_FOUND : RUN_FAILED }));
+          reject(Object.assign(e, { exitCode: startFailureStatus(e) }));
         },
       });
       stream.write({

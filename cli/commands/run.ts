@@ -58,6 +58,16 @@ export interface RunOptions extends CreateOptions {
 export const RUN_FAILED = 125;
 export const COMMAND_NOT_FOUND = 127;
 
+/**
+ * The exit status of a process that could not start: 127 when its command is
+ * missing (the guest's `executable "x" not found in $PATH`, or `exec /x: ...`
+ * for a missing interpreter), else 125. A missing user, working directory or
+ * container is notFound too, but not the command's fault.
+ */
+export function startFailureStatus(err: ContainerError): number {
+  return err.code === "notFound" && /^(executable "|exec \/)/.test(err.message) ? COMMAND_NOT_FOUND : RUN_FAILED;
+}
+
 async function readEnvFiles(paths: string[]): Promise<string[]> {
   const entries: string[] = [];
   for (const path of paths) {
@@ -152,7 +162,7 @@ async function startAttached(client: ApiClient, id: string, interactive: boolean
       // The container is ended (and, with --rm, removed) by the service; wait for that.
       await exit.catch(() => undefined);
       const e = err instanceof ContainerError ? err : explain(err);
-      throw Object.assign(e, { exitCode: e.code === "notFound" ? COMMAND_NOT_FOUND : RUN_FAILED });
+      throw Object.assign(e, { exitCode: startFailureStatus(e) });
     }
     return await exit;
   } finally {

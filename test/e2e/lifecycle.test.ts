@@ -92,9 +92,9 @@ describe("create flags", () => {
     expect(await t.cli(["run", "--rm", "--uid", "1000", "--gid", "100", "demo", "id"])).toMatchObject({ code: 0, stdout: "uid=1000 gid=100\n" });
   });
 
-  it("an unknown user is one line and a non-zero exit", async () => {
+  it("an unknown user is one line and exit status 125 (the command is not at fault)", async () => {
     const r = await t.cli(["run", "--rm", "-u", "bob", "demo", "true"]);
-    expect(r.code).not.toBe(0);
+    expect(r.code).toBe(125);
     expect(r.stderr).toMatch(/^Error: user "bob" not found in \/etc\/passwd\n/);
   });
 

@@ -61,6 +61,8 @@ async function fetchArm64Busybox() {
     await $`${sudo} apt-get update -q`;
   }
   const work = await fs.mkdtemp(path.join(os.tmpdir(), "busybox-arm64-"));
+  // apt downloads as its own _apt user.
+  await fs.chmod(work, 0o777);
   try {
     await $({ cwd: work })`apt-get download -q busybox-static:arm64`;
     const [deb] = (await fs.readdir(work)).filter((f) => f.endsWith(".deb"));

@@ -144,6 +144,25 @@ describe("names", () => {
   });
 });
 
+describe("the rest of the verbs", () => {
+  it("start -a -i feeds stdin to a container created with -i", async () => {
+    expect((await t.cli(["create", "-i", "--name", "si", "demo", "sh", "-c", "read x; echo got:$x"])).code).toBe(0);
+    expect(await t.cli(["start", "-a", "-i", "si"], { input: "hello\n" })).toMatchObject({ code: 0, stdout: "got:hello\n" });
+    expect((await t.cli(["delete", "si"])).code).toBe(0);
+  });
+
+  it("stop -s sends the signal given", async () => {
+    await t.cli(["run", "-d", "--name", "sg", "demo", "sh", "-c", 'trap "exit 42" USR1; echo ready; while :; do sleep 1; done']);
+    await waitFor(async () => (await t.cli(["logs", "sg"])).stdout.includes("ready"), 60_000, "the trap to be set");
+    expect((await t.cli(["stop", "-s", "USR1", "sg"])).code).toBe(0);
+    expect(await inspect("sg")).toMatchObject({ summary: { state: "stopped", exitCode: 42 } });
+    const { id } = (await inspect("sg")).summary;
+    expect((await t.cli(["list", "-a", "-q"])).stdout).toContain(id);
+    expect((await t.cli(["delete", "sg"])).code).toBe(0);
+    expect((await t.cli(["list", "-a", "-q"])).stdout).not.toContain(id);
+  });
+});
+
 describe("stop, kill and rm", () => {
   it("stop sends SIGTERM, and a PID 1 that handles it exits 143", async () => {
     // PID 1 of a pid namespace gets no signal it has no handler for (see --init).
@@ -270,6 +289,17 @@ describe("system", () => {
     const v = JSON.parse(r.stdout) as { client: { version: string }; apiserver: { version: string; pid: number } | null };
     expect(v.apiserver?.version).toBe(v.client.version);
     expect(v.apiserver?.pid).toBeGreaterThan(0);
+  });
+
+  it("status says what runs, and logs -f follows the apiserver's log", async () => {
+    expect((await t.cli(["system", "status"])).stdout).toMatch(/^apiserver is running \(pid \d+, version [\d.]+, accelerator (kvm|tcg)\)\n$/);
+    const follow = t.spawnCli(["system", "logs", "-f", "-n", "1"]);
+    let out = "";
+    follow.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => setTimeout(r, 500));
+    await t.cli(["run", "--rm", "--name", "logged", "demo", "true"]);
+    await waitFor(() => out.includes('"container ended"'), 30_000, "the new log line");
+    follow.kill("SIGINT");
   });
 
   it("logs -n prints the last lines of the apiserver's log", async () => {

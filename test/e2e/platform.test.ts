@@ -40,7 +40,6 @@ describe.skipIf(process.arch === "arm64" || missing !== undefined)(`--platform $
   it("an image without that platform is one line and exit 125", async () => {
     const r = await t.cli(["run", "--rm", "--platform", foreign.platform, "demo", "true"]);
     expect(r.code).toBe(125);
-    expect(r.stderr.split("\n")).toHaveLength(2);
-    expect(r.stderr).toMatch(/^Error: .*demo.*arm64/);
+    expect(r.stderr.split("\n")[0]).toBe(`Error: image demo:latest is not available for ${foreign.platform}`);
   });
 });

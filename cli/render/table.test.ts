@@ -1,6 +1,24 @@
 import { describe, expect, it } from "vitest";
 import { formatAgo, formatBytes, renderJson, renderTable } from "./table.js";
 
+describe("renderTable on a terminal", () => {
+  const rows = [["0123456789ab", "web", "sh -c while true; do echo hello; sleep 1; done", "running"]];
+  const headers = ["ID", "NAME", "COMMAND", "STATUS"];
+
+  it("fits the width: the widest column gives way, its cells cut with …", () => {
+    const out = renderTable(headers, rows, 50);
+    for (const l of out.trimEnd().split("\n")) expect(l.length).toBeLessThanOrEqual(50);
+    expect(out).toContain("sh -c while true;…   running");
+    expect(out).toContain("0123456789ab");
+  });
+
+  it("leaves a table that fits alone, and cuts no column below 8 characters or its header", () => {
+    expect(renderTable(headers, rows, 200)).toBe(renderTable(headers, rows, undefined));
+    const narrow = renderTable(headers, rows, 10).split("\n")[1]!;
+    expect(narrow).toBe("0123456…   web    sh -c w…   running");
+  });
+});
+
 describe("renderTable", () => {
   it("pads every column but the last to the widest cell plus three spaces", () => {
     const out = renderTable(
@@ -9,6 +27,7 @@ describe("renderTable", () => {
         ["abc", "web", "running"],
         ["d", "a-long-name", "exited (0)"],
       ],
+      undefined,
     );
     expect(out).toBe(
       ["ID    NAME          STATUS", "abc   web           running", "d     a-long-name   exited (0)", ""].join("\n"),

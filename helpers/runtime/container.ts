@@ -16,6 +16,7 @@ import { acceptOne } from "../hypervisor/accept.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
 import { AGENT_PORT, type AgentClient, type ProcessSpec, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
+import { latestInOrder } from "./latest.js";
 import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
 
 /** Where the rootfs disk (the second disk, /dev/vdb) is mounted in the guest. */
@@ -305,13 +306,14 @@ export async function bootContainer(
     }
   }
 
+  const resizeRunning = latestInOrder(async (size: TerminalSize) => (await agent()).resizeProcess(PROCESS_ID, size.rows, size.cols));
   async function resize(size: TerminalSize): Promise<void> {
     if (!config.process.terminal || exitRecord) return;
     if (phase !== "running") {
       terminalSize = size;
       return;
     }
-    await (await agent()).resizeProcess(PROCESS_ID, size.rows, size.cols);
+    await resizeRunning(size);
   }
 
   async function exec(spec: ExecSpec, sink: OutputSink): Promise<ExecHandle> {
@@ -379,13 +381,14 @@ export async function bootContainer(
       }
       sink.exit(code);
     })();
+    const resizeExec = latestInOrder((size: TerminalSize) => client.resizeProcess(id, size.rows, size.cols));
     return {
       pid,
       writeStdin: (chunk) => void inConn?.write(chunk),
       closeStdin: () => void inConn?.end(),
       kill: (signal) => client.killProcess(id, signal),
       resize: async (size) => {
-        if (spec.terminal) await client.resizeProcess(id, size.rows, size.cols);
+        if (spec.terminal) await resizeExec(size);
       },
     };
   }

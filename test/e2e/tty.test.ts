@@ -1,6 +1,8 @@
 // `-it` through a real pseudo-terminal: util-linux `script` gives the CLI a
 // terminal as stdin and stdout, and the test types into it.
 import { spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI, createTestEnv, waitFor, type TestEnv } from "../support/env.js";
 
@@ -14,10 +16,15 @@ afterAll(async () => {
   await t?.close();
 });
 
-/** Runs `container <args>` on a 40x120 terminal; `type` feeds it keystrokes once `ready` shows in the output. */
-function onTerminal(args: string[]): { output: () => string; type: (keys: string) => void; exit: Promise<number> } {
+/**
+ * Runs `container <args>` on a 40x120 terminal; `type` feeds it keystrokes.
+ * With `resizeWhen`, the terminal becomes 30x100 once that file exists (the
+ * kernel then sends the CLI SIGWINCH, as a terminal window would).
+ */
+function onTerminal(args: string[], resizeWhen?: string): { output: () => string; type: (keys: string) => void; exit: Promise<number> } {
   const cli = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
-  const child = spawn("script", ["-qec", `stty rows 40 cols 120; exec ${cli}`, "/dev/null"], { env: t.env, stdio: ["pipe", "pipe", "pipe"] });
+  const resize = resizeWhen ? `(while [ ! -e '${resizeWhen}' ]; do sleep 0.1; done; stty rows 30 cols 100 </dev/tty) & ` : "";
+  const child = spawn("script", ["-qec", `stty rows 40 cols 120; ${resize}exec ${cli}`, "/dev/null"], { env: t.env, stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -44,6 +51,20 @@ describe("-it", () => {
     await waitFor(() => /after-interrupt\r*\n/.test(term.output().split("echo after-interrupt")[1] ?? ""), 30_000, "the shell after Ctrl-C");
     term.type("exit 3\r");
     expect(await term.exit).toBe(3);
+  });
+
+  it("follows the terminal's size changes (SIGWINCH)", async () => {
+    const flag = join(t.dir, "resize-now");
+    const term = onTerminal(["run", "-it", "--rm", "demo", "sh"], flag);
+    await waitFor(() => term.output().includes("# "), 60_000, "the shell prompt");
+    term.type("stty size\r");
+    await waitFor(() => term.output().includes("40 120"), 30_000, "the first size");
+    await writeFile(flag, "");
+    await new Promise((r) => setTimeout(r, 1500));
+    term.type("stty size\r");
+    await waitFor(() => term.output().includes("30 100"), 30_000, "the new size");
+    term.type("exit\r");
+    expect(await term.exit).toBe(0);
   });
 
   it("exec -it runs a shell in a running container", async () => {

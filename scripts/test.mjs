@@ -52,6 +52,20 @@ async function bridgeTests() {
     ok = false;
     console.log(r.stdout, r.stderr);
   }
+  // The addon's packaging: @napi-rs/cli builds the crate into a .node (on
+  // Linux without the Virtualization.framework glue, which is macOS only).
+  console.log("==> virtualization-bridge: napi build");
+  const napiOut = await fs.mkdtemp(path.join(os.tmpdir(), "napi-"));
+  const n = await $({ cwd })`npx napi build --release --manifest-path Cargo.toml --output-dir ${napiOut}`.nothrow();
+  const built = (await fs.readdir(napiOut)).includes("virtualization-bridge.node");
+  await fs.rm(napiOut, { recursive: true, force: true });
+  if (n.exitCode !== 0 || !built) {
+    ok = false;
+    results.failed++;
+    console.log(n.stdout, n.stderr);
+  } else {
+    results.passed++;
+  }
   const targets = await $`rustup target list --installed`.nothrow();
   if (!targets.stdout.includes("aarch64-apple-darwin")) {
     console.log("==> virtualization-bridge: macOS glue NOT type-checked (rustup target aarch64-apple-darwin is not installed)");

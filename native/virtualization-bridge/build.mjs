@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the macOS backend into build/vz/ (CONTAINER_VZ_DIR overrides):
-//   virtualization-bridge.node  the addon (cargo build --release of this crate)
+//   virtualization-bridge.node  the addon (`napi build --release`, @napi-rs/cli)
 //   node                        a copy of this Node, signed with entitlements.plist
 // The VM host process runs under that Node: Virtualization.framework checks
 // the entitlement of the process, not of the addon. Signing uses
@@ -28,13 +28,13 @@ const identity = process.env.CODESIGN_IDENTITY || "-";
 // The hardened runtime only with a real identity; ad hoc signatures skip it.
 const runtime = identity === "-" ? [] : ["--options", "runtime", "--timestamp"];
 
-console.log("==> cargo build --release (virtualization-bridge)");
-run("cargo", ["build", "--release", "--manifest-path", join(here, "Cargo.toml")]);
+console.log("==> napi build --release (virtualization-bridge)");
 mkdirSync(out, { recursive: true });
-
 const addon = join(out, "virtualization-bridge.node");
 rmSync(addon, { force: true });
-copyFileSync(join(here, "target", "release", "libvirtualization_bridge.dylib"), addon);
+// The binary name comes from this folder's package.json ("napi").
+execFileSync(join(root, "node_modules", ".bin", "napi"), ["build", "--release", "--manifest-path", join(here, "Cargo.toml"), "--output-dir", out], { cwd: here, stdio: "inherit" });
+rmSync(join(out, "index.d.ts"), { force: true }); // the types live in helpers/hypervisor/vz/addon.ts
 run("codesign", ["--force", "--sign", identity, ...runtime, addon]);
 
 const node = join(out, "node");

@@ -33,6 +33,124 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FileType int32
+
+const (
+	FileType_FILE_TYPE_UNSPECIFIED  FileType = 0
+	FileType_FILE_TYPE_REGULAR      FileType = 1
+	FileType_FILE_TYPE_DIRECTORY    FileType = 2
+	FileType_FILE_TYPE_SYMLINK      FileType = 3
+	FileType_FILE_TYPE_FIFO         FileType = 4
+	FileType_FILE_TYPE_SOCKET       FileType = 5
+	FileType_FILE_TYPE_CHAR_DEVICE  FileType = 6
+	FileType_FILE_TYPE_BLOCK_DEVICE FileType = 7
+)
+
+// Enum value maps for FileType.
+var (
+	FileType_name = map[int32]string{
+		0: "FILE_TYPE_UNSPECIFIED",
+		1: "FILE_TYPE_REGULAR",
+		2: "FILE_TYPE_DIRECTORY",
+		3: "FILE_TYPE_SYMLINK",
+		4: "FILE_TYPE_FIFO",
+		5: "FILE_TYPE_SOCKET",
+		6: "FILE_TYPE_CHAR_DEVICE",
+		7: "FILE_TYPE_BLOCK_DEVICE",
+	}
+	FileType_value = map[string]int32{
+		"FILE_TYPE_UNSPECIFIED":  0,
+		"FILE_TYPE_REGULAR":      1,
+		"FILE_TYPE_DIRECTORY":    2,
+		"FILE_TYPE_SYMLINK":      3,
+		"FILE_TYPE_FIFO":         4,
+		"FILE_TYPE_SOCKET":       5,
+		"FILE_TYPE_CHAR_DEVICE":  6,
+		"FILE_TYPE_BLOCK_DEVICE": 7,
+	}
+)
+
+func (x FileType) Enum() *FileType {
+	p := new(FileType)
+	*p = x
+	return p
+}
+
+func (x FileType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FileType) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_proto_enumTypes[0].Descriptor()
+}
+
+func (FileType) Type() protoreflect.EnumType {
+	return &file_agent_proto_enumTypes[0]
+}
+
+func (x FileType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FileType.Descriptor instead.
+func (FileType) EnumDescriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
+type RelayDirection int32
+
+const (
+	RelayDirection_RELAY_DIRECTION_UNSPECIFIED RelayDirection = 0
+	// The guest listens on the unix socket `path` and, for each connection,
+	// dials host vsock port `port` (e.g. an SSH agent socket for the
+	// container).
+	RelayDirection_RELAY_DIRECTION_GUEST_LISTEN RelayDirection = 1
+	// The guest listens on vsock port `port` and, for each connection the host
+	// makes, dials the unix socket `path` (e.g. a daemon's socket).
+	RelayDirection_RELAY_DIRECTION_GUEST_DIAL RelayDirection = 2
+)
+
+// Enum value maps for RelayDirection.
+var (
+	RelayDirection_name = map[int32]string{
+		0: "RELAY_DIRECTION_UNSPECIFIED",
+		1: "RELAY_DIRECTION_GUEST_LISTEN",
+		2: "RELAY_DIRECTION_GUEST_DIAL",
+	}
+	RelayDirection_value = map[string]int32{
+		"RELAY_DIRECTION_UNSPECIFIED":  0,
+		"RELAY_DIRECTION_GUEST_LISTEN": 1,
+		"RELAY_DIRECTION_GUEST_DIAL":   2,
+	}
+)
+
+func (x RelayDirection) Enum() *RelayDirection {
+	p := new(RelayDirection)
+	*p = x
+	return p
+}
+
+func (x RelayDirection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RelayDirection) Descriptor() protoreflect.EnumDescriptor {
+	return file_agent_proto_enumTypes[1].Descriptor()
+}
+
+func (RelayDirection) Type() protoreflect.EnumType {
+	return &file_agent_proto_enumTypes[1]
+}
+
+func (x RelayDirection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RelayDirection.Descriptor instead.
+func (RelayDirection) EnumDescriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type PingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Also report vminitd's own memory (agent_rss_bytes); off, a ping stays
@@ -1909,6 +2027,1957 @@ func (x *Failure) GetHint() string {
 	return ""
 }
 
+type UnmountRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rootfs string                 `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// MNT_DETACH: detach now, clean up once no longer busy.
+	Lazy          bool `protobuf:"varint,3,opt,name=lazy,proto3" json:"lazy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmountRequest) Reset() {
+	*x = UnmountRequest{}
+	mi := &file_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmountRequest) ProtoMessage() {}
+
+func (x *UnmountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmountRequest.ProtoReflect.Descriptor instead.
+func (*UnmountRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UnmountRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *UnmountRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UnmountRequest) GetLazy() bool {
+	if x != nil {
+		return x.Lazy
+	}
+	return false
+}
+
+type UnmountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnmountResponse) Reset() {
+	*x = UnmountResponse{}
+	mi := &file_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnmountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnmountResponse) ProtoMessage() {}
+
+func (x *UnmountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnmountResponse.ProtoReflect.Descriptor instead.
+func (*UnmountResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{33}
+}
+
+type MkdirRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rootfs string                 `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Permission bits (and setgid, sticky); 0: 0755. Not masked by a umask.
+	Mode          uint32 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Parents       bool   `protobuf:"varint,4,opt,name=parents,proto3" json:"parents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MkdirRequest) Reset() {
+	*x = MkdirRequest{}
+	mi := &file_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MkdirRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MkdirRequest) ProtoMessage() {}
+
+func (x *MkdirRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MkdirRequest.ProtoReflect.Descriptor instead.
+func (*MkdirRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *MkdirRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *MkdirRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *MkdirRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *MkdirRequest) GetParents() bool {
+	if x != nil {
+		return x.Parents
+	}
+	return false
+}
+
+type MkdirResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MkdirResponse) Reset() {
+	*x = MkdirResponse{}
+	mi := &file_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MkdirResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MkdirResponse) ProtoMessage() {}
+
+func (x *MkdirResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MkdirResponse.ProtoReflect.Descriptor instead.
+func (*MkdirResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{35}
+}
+
+type WriteFileRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rootfs string                 `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Data   []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// For a file created by this call; 0: 0644. Not masked by a umask.
+	Mode          uint32 `protobuf:"varint,4,opt,name=mode,proto3" json:"mode,omitempty"`
+	Append        bool   `protobuf:"varint,5,opt,name=append,proto3" json:"append,omitempty"`
+	Exclusive     bool   `protobuf:"varint,6,opt,name=exclusive,proto3" json:"exclusive,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileRequest) Reset() {
+	*x = WriteFileRequest{}
+	mi := &file_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileRequest) ProtoMessage() {}
+
+func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileRequest.ProtoReflect.Descriptor instead.
+func (*WriteFileRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *WriteFileRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *WriteFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WriteFileRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *WriteFileRequest) GetAppend() bool {
+	if x != nil {
+		return x.Append
+	}
+	return false
+}
+
+func (x *WriteFileRequest) GetExclusive() bool {
+	if x != nil {
+		return x.Exclusive
+	}
+	return false
+}
+
+type WriteFileResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileResponse) Reset() {
+	*x = WriteFileResponse{}
+	mi := &file_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileResponse) ProtoMessage() {}
+
+func (x *WriteFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileResponse.ProtoReflect.Descriptor instead.
+func (*WriteFileResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{37}
+}
+
+type StatRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rootfs        string                 `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatRequest) Reset() {
+	*x = StatRequest{}
+	mi := &file_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatRequest) ProtoMessage() {}
+
+func (x *StatRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatRequest.ProtoReflect.Descriptor instead.
+func (*StatRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *StatRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *StatRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type StatResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  FileType               `protobuf:"varint,1,opt,name=type,proto3,enum=container.agent.v1.FileType" json:"type,omitempty"`
+	// Permission bits with setuid, setgid and sticky (st_mode & 07777).
+	Mode uint32 `protobuf:"varint,2,opt,name=mode,proto3" json:"mode,omitempty"`
+	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	Uid  uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid  uint32 `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	// Modification time, nanoseconds since the Unix epoch.
+	MtimeNs int64 `protobuf:"varint,6,opt,name=mtime_ns,json=mtimeNs,proto3" json:"mtime_ns,omitempty"`
+	// What a symlink points to, as written in it; "" for other types.
+	LinkTarget    string `protobuf:"bytes,7,opt,name=link_target,json=linkTarget,proto3" json:"link_target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatResponse) Reset() {
+	*x = StatResponse{}
+	mi := &file_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatResponse) ProtoMessage() {}
+
+func (x *StatResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatResponse.ProtoReflect.Descriptor instead.
+func (*StatResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StatResponse) GetType() FileType {
+	if x != nil {
+		return x.Type
+	}
+	return FileType_FILE_TYPE_UNSPECIFIED
+}
+
+func (x *StatResponse) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *StatResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *StatResponse) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *StatResponse) GetGid() uint32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *StatResponse) GetMtimeNs() int64 {
+	if x != nil {
+		return x.MtimeNs
+	}
+	return 0
+}
+
+func (x *StatResponse) GetLinkTarget() string {
+	if x != nil {
+		return x.LinkTarget
+	}
+	return ""
+}
+
+type SysctlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Written first when set.
+	Value         *string `protobuf:"bytes,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysctlRequest) Reset() {
+	*x = SysctlRequest{}
+	mi := &file_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysctlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysctlRequest) ProtoMessage() {}
+
+func (x *SysctlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysctlRequest.ProtoReflect.Descriptor instead.
+func (*SysctlRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SysctlRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SysctlRequest) GetValue() string {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return ""
+}
+
+type SysctlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value as read back, without its trailing newline.
+	Value         string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SysctlResponse) Reset() {
+	*x = SysctlResponse{}
+	mi := &file_agent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SysctlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SysctlResponse) ProtoMessage() {}
+
+func (x *SysctlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SysctlResponse.ProtoReflect.Descriptor instead.
+func (*SysctlResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SysctlResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type SetTimeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Nanoseconds since the Unix epoch; must be positive.
+	TimeNs        int64 `protobuf:"varint,1,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTimeRequest) Reset() {
+	*x = SetTimeRequest{}
+	mi := &file_agent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTimeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTimeRequest) ProtoMessage() {}
+
+func (x *SetTimeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTimeRequest.ProtoReflect.Descriptor instead.
+func (*SetTimeRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SetTimeRequest) GetTimeNs() int64 {
+	if x != nil {
+		return x.TimeNs
+	}
+	return 0
+}
+
+type SetTimeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetTimeResponse) Reset() {
+	*x = SetTimeResponse{}
+	mi := &file_agent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetTimeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetTimeResponse) ProtoMessage() {}
+
+func (x *SetTimeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetTimeResponse.ProtoReflect.Descriptor instead.
+func (*SetTimeResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{43}
+}
+
+type GetenvRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetenvRequest) Reset() {
+	*x = GetenvRequest{}
+	mi := &file_agent_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetenvRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetenvRequest) ProtoMessage() {}
+
+func (x *GetenvRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetenvRequest.ProtoReflect.Descriptor instead.
+func (*GetenvRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetenvRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type GetenvResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Value string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// False when the variable is not set (value is then "").
+	Present       bool `protobuf:"varint,2,opt,name=present,proto3" json:"present,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetenvResponse) Reset() {
+	*x = GetenvResponse{}
+	mi := &file_agent_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetenvResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetenvResponse) ProtoMessage() {}
+
+func (x *GetenvResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetenvResponse.ProtoReflect.Descriptor instead.
+func (*GetenvResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetenvResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *GetenvResponse) GetPresent() bool {
+	if x != nil {
+		return x.Present
+	}
+	return false
+}
+
+type SetenvRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Non-empty, without "=" or NUL (invalidArgument).
+	Key           string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetenvRequest) Reset() {
+	*x = SetenvRequest{}
+	mi := &file_agent_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetenvRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetenvRequest) ProtoMessage() {}
+
+func (x *SetenvRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetenvRequest.ProtoReflect.Descriptor instead.
+func (*SetenvRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetenvRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SetenvRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+type SetenvResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetenvResponse) Reset() {
+	*x = SetenvResponse{}
+	mi := &file_agent_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetenvResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetenvResponse) ProtoMessage() {}
+
+func (x *SetenvResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetenvResponse.ProtoReflect.Descriptor instead.
+func (*SetenvResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{47}
+}
+
+type FreezeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeRequest) Reset() {
+	*x = FreezeRequest{}
+	mi := &file_agent_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeRequest) ProtoMessage() {}
+
+func (x *FreezeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeRequest.ProtoReflect.Descriptor instead.
+func (*FreezeRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{48}
+}
+
+type FreezeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreezeResponse) Reset() {
+	*x = FreezeResponse{}
+	mi := &file_agent_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreezeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreezeResponse) ProtoMessage() {}
+
+func (x *FreezeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreezeResponse.ProtoReflect.Descriptor instead.
+func (*FreezeResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{49}
+}
+
+type ThawRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThawRequest) Reset() {
+	*x = ThawRequest{}
+	mi := &file_agent_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThawRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThawRequest) ProtoMessage() {}
+
+func (x *ThawRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThawRequest.ProtoReflect.Descriptor instead.
+func (*ThawRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{50}
+}
+
+type ThawResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThawResponse) Reset() {
+	*x = ThawResponse{}
+	mi := &file_agent_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThawResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThawResponse) ProtoMessage() {}
+
+func (x *ThawResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThawResponse.ProtoReflect.Descriptor instead.
+func (*ThawResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{51}
+}
+
+type TrimRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute guest path of a mount point (or anything on that filesystem).
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Only free extents at least this long are discarded; 0: any.
+	MinLength     uint64 `protobuf:"varint,2,opt,name=min_length,json=minLength,proto3" json:"min_length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimRequest) Reset() {
+	*x = TrimRequest{}
+	mi := &file_agent_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimRequest) ProtoMessage() {}
+
+func (x *TrimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimRequest.ProtoReflect.Descriptor instead.
+func (*TrimRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *TrimRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *TrimRequest) GetMinLength() uint64 {
+	if x != nil {
+		return x.MinLength
+	}
+	return 0
+}
+
+type TrimResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes the filesystem discarded, as it reports them.
+	TrimmedBytes  uint64 `protobuf:"varint,1,opt,name=trimmed_bytes,json=trimmedBytes,proto3" json:"trimmed_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrimResponse) Reset() {
+	*x = TrimResponse{}
+	mi := &file_agent_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrimResponse) ProtoMessage() {}
+
+func (x *TrimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrimResponse.ProtoReflect.Descriptor instead.
+func (*TrimResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *TrimResponse) GetTrimmedBytes() uint64 {
+	if x != nil {
+		return x.TrimmedBytes
+	}
+	return 0
+}
+
+type RegisterBinfmtRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Emulator:
+	//
+	//	*RegisterBinfmtRequest_ImageArch
+	//	*RegisterBinfmtRequest_Rosetta
+	Emulator isRegisterBinfmtRequest_Emulator `protobuf_oneof:"emulator"`
+	// Absolute guest path of the emulator binary, e.g.
+	// /run/qemu/qemu-aarch64-static or /run/rosetta/rosetta.
+	Interpreter   string `protobuf:"bytes,3,opt,name=interpreter,proto3" json:"interpreter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterBinfmtRequest) Reset() {
+	*x = RegisterBinfmtRequest{}
+	mi := &file_agent_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterBinfmtRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterBinfmtRequest) ProtoMessage() {}
+
+func (x *RegisterBinfmtRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterBinfmtRequest.ProtoReflect.Descriptor instead.
+func (*RegisterBinfmtRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *RegisterBinfmtRequest) GetEmulator() isRegisterBinfmtRequest_Emulator {
+	if x != nil {
+		return x.Emulator
+	}
+	return nil
+}
+
+func (x *RegisterBinfmtRequest) GetImageArch() string {
+	if x != nil {
+		if x, ok := x.Emulator.(*RegisterBinfmtRequest_ImageArch); ok {
+			return x.ImageArch
+		}
+	}
+	return ""
+}
+
+func (x *RegisterBinfmtRequest) GetRosetta() bool {
+	if x != nil {
+		if x, ok := x.Emulator.(*RegisterBinfmtRequest_Rosetta); ok {
+			return x.Rosetta
+		}
+	}
+	return false
+}
+
+func (x *RegisterBinfmtRequest) GetInterpreter() string {
+	if x != nil {
+		return x.Interpreter
+	}
+	return ""
+}
+
+type isRegisterBinfmtRequest_Emulator interface {
+	isRegisterBinfmtRequest_Emulator()
+}
+
+type RegisterBinfmtRequest_ImageArch struct {
+	// qemu-user for binaries of `image_arch` ("amd64"/"x86_64",
+	// "arm64"/"aarch64") on this guest's architecture; rule "qemu-<arch>".
+	// When the two are the same nothing is registered (registered false).
+	ImageArch string `protobuf:"bytes,1,opt,name=image_arch,json=imageArch,proto3,oneof"`
+}
+
+type RegisterBinfmtRequest_Rosetta struct {
+	// Rosetta for x86_64 binaries; rule "rosetta".
+	Rosetta bool `protobuf:"varint,2,opt,name=rosetta,proto3,oneof"`
+}
+
+func (*RegisterBinfmtRequest_ImageArch) isRegisterBinfmtRequest_Emulator() {}
+
+func (*RegisterBinfmtRequest_Rosetta) isRegisterBinfmtRequest_Emulator() {}
+
+type RegisterBinfmtResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Registered bool                   `protobuf:"varint,1,opt,name=registered,proto3" json:"registered,omitempty"`
+	// The rule's name: its file under /proc/sys/fs/binfmt_misc.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// That file as the kernel shows it ("enabled\ninterpreter ...\nflags: F...").
+	Entry         string `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterBinfmtResponse) Reset() {
+	*x = RegisterBinfmtResponse{}
+	mi := &file_agent_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterBinfmtResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterBinfmtResponse) ProtoMessage() {}
+
+func (x *RegisterBinfmtResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterBinfmtResponse.ProtoReflect.Descriptor instead.
+func (*RegisterBinfmtResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *RegisterBinfmtResponse) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
+func (x *RegisterBinfmtResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RegisterBinfmtResponse) GetEntry() string {
+	if x != nil {
+		return x.Entry
+	}
+	return ""
+}
+
+type LinkUpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Link          string                 `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkUpRequest) Reset() {
+	*x = LinkUpRequest{}
+	mi := &file_agent_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkUpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkUpRequest) ProtoMessage() {}
+
+func (x *LinkUpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkUpRequest.ProtoReflect.Descriptor instead.
+func (*LinkUpRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *LinkUpRequest) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+type LinkUpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkUpResponse) Reset() {
+	*x = LinkUpResponse{}
+	mi := &file_agent_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkUpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkUpResponse) ProtoMessage() {}
+
+func (x *LinkUpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkUpResponse.ProtoReflect.Descriptor instead.
+func (*LinkUpResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{57}
+}
+
+type AddAddressRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Link          string                 `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	Cidr          string                 `protobuf:"bytes,2,opt,name=cidr,proto3" json:"cidr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAddressRequest) Reset() {
+	*x = AddAddressRequest{}
+	mi := &file_agent_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAddressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAddressRequest) ProtoMessage() {}
+
+func (x *AddAddressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAddressRequest.ProtoReflect.Descriptor instead.
+func (*AddAddressRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *AddAddressRequest) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+func (x *AddAddressRequest) GetCidr() string {
+	if x != nil {
+		return x.Cidr
+	}
+	return ""
+}
+
+type AddAddressResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddAddressResponse) Reset() {
+	*x = AddAddressResponse{}
+	mi := &file_agent_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddAddressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddAddressResponse) ProtoMessage() {}
+
+func (x *AddAddressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddAddressResponse.ProtoReflect.Descriptor instead.
+func (*AddAddressResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{59}
+}
+
+type AddRouteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Destination   string                 `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	Gateway       string                 `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Link          string                 `protobuf:"bytes,3,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRouteRequest) Reset() {
+	*x = AddRouteRequest{}
+	mi := &file_agent_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRouteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRouteRequest) ProtoMessage() {}
+
+func (x *AddRouteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRouteRequest.ProtoReflect.Descriptor instead.
+func (*AddRouteRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *AddRouteRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *AddRouteRequest) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *AddRouteRequest) GetLink() string {
+	if x != nil {
+		return x.Link
+	}
+	return ""
+}
+
+type AddRouteResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRouteResponse) Reset() {
+	*x = AddRouteResponse{}
+	mi := &file_agent_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRouteResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRouteResponse) ProtoMessage() {}
+
+func (x *AddRouteResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRouteResponse.ProtoReflect.Descriptor instead.
+func (*AddRouteResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{61}
+}
+
+type WriteResolvConfRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute guest path of the mounted rootfs (required).
+	Rootfs string `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	// IP addresses, at most 3 are used by resolvers (more are refused).
+	Nameservers []string `protobuf:"bytes,2,rep,name=nameservers,proto3" json:"nameservers,omitempty"`
+	Search      []string `protobuf:"bytes,3,rep,name=search,proto3" json:"search,omitempty"`
+	// resolv.conf options, e.g. "ndots:2", "edns0".
+	Options       []string `protobuf:"bytes,4,rep,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResolvConfRequest) Reset() {
+	*x = WriteResolvConfRequest{}
+	mi := &file_agent_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResolvConfRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResolvConfRequest) ProtoMessage() {}
+
+func (x *WriteResolvConfRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResolvConfRequest.ProtoReflect.Descriptor instead.
+func (*WriteResolvConfRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *WriteResolvConfRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *WriteResolvConfRequest) GetNameservers() []string {
+	if x != nil {
+		return x.Nameservers
+	}
+	return nil
+}
+
+func (x *WriteResolvConfRequest) GetSearch() []string {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+func (x *WriteResolvConfRequest) GetOptions() []string {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+type WriteResolvConfResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResolvConfResponse) Reset() {
+	*x = WriteResolvConfResponse{}
+	mi := &file_agent_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResolvConfResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResolvConfResponse) ProtoMessage() {}
+
+func (x *WriteResolvConfResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResolvConfResponse.ProtoReflect.Descriptor instead.
+func (*WriteResolvConfResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{63}
+}
+
+type HostsEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ip            string                 `protobuf:"bytes,1,opt,name=ip,proto3" json:"ip,omitempty"`
+	Hostnames     []string               `protobuf:"bytes,2,rep,name=hostnames,proto3" json:"hostnames,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostsEntry) Reset() {
+	*x = HostsEntry{}
+	mi := &file_agent_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostsEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostsEntry) ProtoMessage() {}
+
+func (x *HostsEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostsEntry.ProtoReflect.Descriptor instead.
+func (*HostsEntry) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *HostsEntry) GetIp() string {
+	if x != nil {
+		return x.Ip
+	}
+	return ""
+}
+
+func (x *HostsEntry) GetHostnames() []string {
+	if x != nil {
+		return x.Hostnames
+	}
+	return nil
+}
+
+type WriteHostsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Absolute guest path of the mounted rootfs (required).
+	Rootfs        string        `protobuf:"bytes,1,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Entries       []*HostsEntry `protobuf:"bytes,2,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteHostsRequest) Reset() {
+	*x = WriteHostsRequest{}
+	mi := &file_agent_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteHostsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteHostsRequest) ProtoMessage() {}
+
+func (x *WriteHostsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteHostsRequest.ProtoReflect.Descriptor instead.
+func (*WriteHostsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *WriteHostsRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *WriteHostsRequest) GetEntries() []*HostsEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type WriteHostsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteHostsResponse) Reset() {
+	*x = WriteHostsResponse{}
+	mi := &file_agent_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteHostsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteHostsResponse) ProtoMessage() {}
+
+func (x *WriteHostsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteHostsResponse.ProtoReflect.Descriptor instead.
+func (*WriteHostsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{66}
+}
+
+type RelayUnixRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the relay for StopRelay; unique among running relays.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// With rootfs, `path` is inside it (see the filesystem RPCs).
+	Rootfs    string         `protobuf:"bytes,2,opt,name=rootfs,proto3" json:"rootfs,omitempty"`
+	Path      string         `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Port      uint32         `protobuf:"varint,4,opt,name=port,proto3" json:"port,omitempty"`
+	Direction RelayDirection `protobuf:"varint,5,opt,name=direction,proto3,enum=container.agent.v1.RelayDirection" json:"direction,omitempty"`
+	// Permission bits of the socket made for GUEST_LISTEN; 0: 0600.
+	Mode          uint32 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayUnixRequest) Reset() {
+	*x = RelayUnixRequest{}
+	mi := &file_agent_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayUnixRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayUnixRequest) ProtoMessage() {}
+
+func (x *RelayUnixRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayUnixRequest.ProtoReflect.Descriptor instead.
+func (*RelayUnixRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *RelayUnixRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RelayUnixRequest) GetRootfs() string {
+	if x != nil {
+		return x.Rootfs
+	}
+	return ""
+}
+
+func (x *RelayUnixRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RelayUnixRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RelayUnixRequest) GetDirection() RelayDirection {
+	if x != nil {
+		return x.Direction
+	}
+	return RelayDirection_RELAY_DIRECTION_UNSPECIFIED
+}
+
+func (x *RelayUnixRequest) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+type RelayUnixResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayUnixResponse) Reset() {
+	*x = RelayUnixResponse{}
+	mi := &file_agent_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayUnixResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayUnixResponse) ProtoMessage() {}
+
+func (x *RelayUnixResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayUnixResponse.ProtoReflect.Descriptor instead.
+func (*RelayUnixResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{68}
+}
+
+type StopRelayRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRelayRequest) Reset() {
+	*x = StopRelayRequest{}
+	mi := &file_agent_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRelayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRelayRequest) ProtoMessage() {}
+
+func (x *StopRelayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRelayRequest.ProtoReflect.Descriptor instead.
+func (*StopRelayRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *StopRelayRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type StopRelayResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopRelayResponse) Reset() {
+	*x = StopRelayResponse{}
+	mi := &file_agent_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopRelayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopRelayResponse) ProtoMessage() {}
+
+func (x *StopRelayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopRelayResponse.ProtoReflect.Descriptor instead.
+func (*StopRelayResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{70}
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -2033,7 +4102,129 @@ const file_agent_proto_rawDesc = "" +
 	"\aFailure\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04hint\x18\x03 \x01(\tR\x04hint2\xa7\t\n" +
+	"\x04hint\x18\x03 \x01(\tR\x04hint\"P\n" +
+	"\x0eUnmountRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04lazy\x18\x03 \x01(\bR\x04lazy\"\x11\n" +
+	"\x0fUnmountResponse\"h\n" +
+	"\fMkdirRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x18\n" +
+	"\aparents\x18\x04 \x01(\bR\aparents\"\x0f\n" +
+	"\rMkdirResponse\"\x9c\x01\n" +
+	"\x10WriteFileRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
+	"\x04mode\x18\x04 \x01(\rR\x04mode\x12\x16\n" +
+	"\x06append\x18\x05 \x01(\bR\x06append\x12\x1c\n" +
+	"\texclusive\x18\x06 \x01(\bR\texclusive\"\x13\n" +
+	"\x11WriteFileResponse\"9\n" +
+	"\vStatRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\xc8\x01\n" +
+	"\fStatResponse\x120\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1c.container.agent.v1.FileTypeR\x04type\x12\x12\n" +
+	"\x04mode\x18\x02 \x01(\rR\x04mode\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\rR\x03gid\x12\x19\n" +
+	"\bmtime_ns\x18\x06 \x01(\x03R\amtimeNs\x12\x1f\n" +
+	"\vlink_target\x18\a \x01(\tR\n" +
+	"linkTarget\"H\n" +
+	"\rSysctlRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
+	"\x05value\x18\x02 \x01(\tH\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x06_value\"&\n" +
+	"\x0eSysctlResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\")\n" +
+	"\x0eSetTimeRequest\x12\x17\n" +
+	"\atime_ns\x18\x01 \x01(\x03R\x06timeNs\"\x11\n" +
+	"\x0fSetTimeResponse\"!\n" +
+	"\rGetenvRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"@\n" +
+	"\x0eGetenvResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12\x18\n" +
+	"\apresent\x18\x02 \x01(\bR\apresent\"7\n" +
+	"\rSetenvRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x10\n" +
+	"\x0eSetenvResponse\"\x0f\n" +
+	"\rFreezeRequest\"\x10\n" +
+	"\x0eFreezeResponse\"\r\n" +
+	"\vThawRequest\"\x0e\n" +
+	"\fThawResponse\"@\n" +
+	"\vTrimRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"min_length\x18\x02 \x01(\x04R\tminLength\"3\n" +
+	"\fTrimResponse\x12#\n" +
+	"\rtrimmed_bytes\x18\x01 \x01(\x04R\ftrimmedBytes\"\x82\x01\n" +
+	"\x15RegisterBinfmtRequest\x12\x1f\n" +
+	"\n" +
+	"image_arch\x18\x01 \x01(\tH\x00R\timageArch\x12\x1a\n" +
+	"\arosetta\x18\x02 \x01(\bH\x00R\arosetta\x12 \n" +
+	"\vinterpreter\x18\x03 \x01(\tR\vinterpreterB\n" +
+	"\n" +
+	"\bemulator\"b\n" +
+	"\x16RegisterBinfmtResponse\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x01 \x01(\bR\n" +
+	"registered\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05entry\x18\x03 \x01(\tR\x05entry\"#\n" +
+	"\rLinkUpRequest\x12\x12\n" +
+	"\x04link\x18\x01 \x01(\tR\x04link\"\x10\n" +
+	"\x0eLinkUpResponse\";\n" +
+	"\x11AddAddressRequest\x12\x12\n" +
+	"\x04link\x18\x01 \x01(\tR\x04link\x12\x12\n" +
+	"\x04cidr\x18\x02 \x01(\tR\x04cidr\"\x14\n" +
+	"\x12AddAddressResponse\"a\n" +
+	"\x0fAddRouteRequest\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12\x12\n" +
+	"\x04link\x18\x03 \x01(\tR\x04link\"\x12\n" +
+	"\x10AddRouteResponse\"\x84\x01\n" +
+	"\x16WriteResolvConfRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x12 \n" +
+	"\vnameservers\x18\x02 \x03(\tR\vnameservers\x12\x16\n" +
+	"\x06search\x18\x03 \x03(\tR\x06search\x12\x18\n" +
+	"\aoptions\x18\x04 \x03(\tR\aoptions\"\x19\n" +
+	"\x17WriteResolvConfResponse\":\n" +
+	"\n" +
+	"HostsEntry\x12\x0e\n" +
+	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1c\n" +
+	"\thostnames\x18\x02 \x03(\tR\thostnames\"e\n" +
+	"\x11WriteHostsRequest\x12\x16\n" +
+	"\x06rootfs\x18\x01 \x01(\tR\x06rootfs\x128\n" +
+	"\aentries\x18\x02 \x03(\v2\x1e.container.agent.v1.HostsEntryR\aentries\"\x14\n" +
+	"\x12WriteHostsResponse\"\xb8\x01\n" +
+	"\x10RelayUnixRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06rootfs\x18\x02 \x01(\tR\x06rootfs\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x04 \x01(\rR\x04port\x12@\n" +
+	"\tdirection\x18\x05 \x01(\x0e2\".container.agent.v1.RelayDirectionR\tdirection\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\"\x13\n" +
+	"\x11RelayUnixResponse\"\"\n" +
+	"\x10StopRelayRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
+	"\x11StopRelayResponse*\xcd\x01\n" +
+	"\bFileType\x12\x19\n" +
+	"\x15FILE_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11FILE_TYPE_REGULAR\x10\x01\x12\x17\n" +
+	"\x13FILE_TYPE_DIRECTORY\x10\x02\x12\x15\n" +
+	"\x11FILE_TYPE_SYMLINK\x10\x03\x12\x12\n" +
+	"\x0eFILE_TYPE_FIFO\x10\x04\x12\x14\n" +
+	"\x10FILE_TYPE_SOCKET\x10\x05\x12\x19\n" +
+	"\x15FILE_TYPE_CHAR_DEVICE\x10\x06\x12\x1a\n" +
+	"\x16FILE_TYPE_BLOCK_DEVICE\x10\a*s\n" +
+	"\x0eRelayDirection\x12\x1f\n" +
+	"\x1bRELAY_DIRECTION_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cRELAY_DIRECTION_GUEST_LISTEN\x10\x01\x12\x1e\n" +
+	"\x1aRELAY_DIRECTION_GUEST_DIAL\x10\x022\x87\x16\n" +
 	"\x05Agent\x12I\n" +
 	"\x04Ping\x12\x1f.container.agent.v1.PingRequest\x1a .container.agent.v1.PingResponse\x12L\n" +
 	"\x05Mount\x12 .container.agent.v1.MountRequest\x1a!.container.agent.v1.MountResponse\x12d\n" +
@@ -2047,7 +4238,28 @@ const file_agent_proto_rawDesc = "" +
 	"\aCopyOut\x12\x1f.container.agent.v1.CopyRequest\x1a .container.agent.v1.CopyResponse\x12K\n" +
 	"\x06CopyIn\x12\x1f.container.agent.v1.CopyRequest\x1a .container.agent.v1.CopyResponse\x12L\n" +
 	"\x05Stats\x12 .container.agent.v1.StatsRequest\x1a!.container.agent.v1.StatsResponse\x12U\n" +
-	"\bShutdown\x12#.container.agent.v1.ShutdownRequest\x1a$.container.agent.v1.ShutdownResponseB:Z8github.com/container-vm/container/vminitd/api/v1;agentv1b\x06proto3"
+	"\bShutdown\x12#.container.agent.v1.ShutdownRequest\x1a$.container.agent.v1.ShutdownResponse\x12R\n" +
+	"\aUnmount\x12\".container.agent.v1.UnmountRequest\x1a#.container.agent.v1.UnmountResponse\x12L\n" +
+	"\x05Mkdir\x12 .container.agent.v1.MkdirRequest\x1a!.container.agent.v1.MkdirResponse\x12X\n" +
+	"\tWriteFile\x12$.container.agent.v1.WriteFileRequest\x1a%.container.agent.v1.WriteFileResponse\x12I\n" +
+	"\x04Stat\x12\x1f.container.agent.v1.StatRequest\x1a .container.agent.v1.StatResponse\x12O\n" +
+	"\x06Sysctl\x12!.container.agent.v1.SysctlRequest\x1a\".container.agent.v1.SysctlResponse\x12R\n" +
+	"\aSetTime\x12\".container.agent.v1.SetTimeRequest\x1a#.container.agent.v1.SetTimeResponse\x12O\n" +
+	"\x06Getenv\x12!.container.agent.v1.GetenvRequest\x1a\".container.agent.v1.GetenvResponse\x12O\n" +
+	"\x06Setenv\x12!.container.agent.v1.SetenvRequest\x1a\".container.agent.v1.SetenvResponse\x12O\n" +
+	"\x06Freeze\x12!.container.agent.v1.FreezeRequest\x1a\".container.agent.v1.FreezeResponse\x12I\n" +
+	"\x04Thaw\x12\x1f.container.agent.v1.ThawRequest\x1a .container.agent.v1.ThawResponse\x12I\n" +
+	"\x04Trim\x12\x1f.container.agent.v1.TrimRequest\x1a .container.agent.v1.TrimResponse\x12g\n" +
+	"\x0eRegisterBinfmt\x12).container.agent.v1.RegisterBinfmtRequest\x1a*.container.agent.v1.RegisterBinfmtResponse\x12O\n" +
+	"\x06LinkUp\x12!.container.agent.v1.LinkUpRequest\x1a\".container.agent.v1.LinkUpResponse\x12[\n" +
+	"\n" +
+	"AddAddress\x12%.container.agent.v1.AddAddressRequest\x1a&.container.agent.v1.AddAddressResponse\x12U\n" +
+	"\bAddRoute\x12#.container.agent.v1.AddRouteRequest\x1a$.container.agent.v1.AddRouteResponse\x12j\n" +
+	"\x0fWriteResolvConf\x12*.container.agent.v1.WriteResolvConfRequest\x1a+.container.agent.v1.WriteResolvConfResponse\x12[\n" +
+	"\n" +
+	"WriteHosts\x12%.container.agent.v1.WriteHostsRequest\x1a&.container.agent.v1.WriteHostsResponse\x12X\n" +
+	"\tRelayUnix\x12$.container.agent.v1.RelayUnixRequest\x1a%.container.agent.v1.RelayUnixResponse\x12X\n" +
+	"\tStopRelay\x12$.container.agent.v1.StopRelayRequest\x1a%.container.agent.v1.StopRelayResponseB:Z8github.com/container-vm/container/vminitd/api/v1;agentv1b\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2061,85 +4273,168 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_agent_proto_goTypes = []any{
-	(*PingRequest)(nil),               // 0: container.agent.v1.PingRequest
-	(*PingResponse)(nil),              // 1: container.agent.v1.PingResponse
-	(*MountRequest)(nil),              // 2: container.agent.v1.MountRequest
-	(*MountResponse)(nil),             // 3: container.agent.v1.MountResponse
-	(*ProcessSpec)(nil),               // 4: container.agent.v1.ProcessSpec
-	(*Rlimit)(nil),                    // 5: container.agent.v1.Rlimit
-	(*Sandbox)(nil),                   // 6: container.agent.v1.Sandbox
-	(*TmpfsMount)(nil),                // 7: container.agent.v1.TmpfsMount
-	(*CreateProcessRequest)(nil),      // 8: container.agent.v1.CreateProcessRequest
-	(*CreateProcessResponse)(nil),     // 9: container.agent.v1.CreateProcessResponse
-	(*StartProcessRequest)(nil),       // 10: container.agent.v1.StartProcessRequest
-	(*StartProcessResponse)(nil),      // 11: container.agent.v1.StartProcessResponse
-	(*WaitProcessRequest)(nil),        // 12: container.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),       // 13: container.agent.v1.WaitProcessResponse
-	(*KillProcessRequest)(nil),        // 14: container.agent.v1.KillProcessRequest
-	(*KillProcessResponse)(nil),       // 15: container.agent.v1.KillProcessResponse
-	(*ResizeProcessRequest)(nil),      // 16: container.agent.v1.ResizeProcessRequest
-	(*ResizeProcessResponse)(nil),     // 17: container.agent.v1.ResizeProcessResponse
-	(*CloseProcessStdinRequest)(nil),  // 18: container.agent.v1.CloseProcessStdinRequest
-	(*CloseProcessStdinResponse)(nil), // 19: container.agent.v1.CloseProcessStdinResponse
-	(*DeleteProcessRequest)(nil),      // 20: container.agent.v1.DeleteProcessRequest
-	(*DeleteProcessResponse)(nil),     // 21: container.agent.v1.DeleteProcessResponse
-	(*CopyRequest)(nil),               // 22: container.agent.v1.CopyRequest
-	(*CopyResponse)(nil),              // 23: container.agent.v1.CopyResponse
-	(*StatsRequest)(nil),              // 24: container.agent.v1.StatsRequest
-	(*StatsResponse)(nil),             // 25: container.agent.v1.StatsResponse
-	(*ShutdownRequest)(nil),           // 26: container.agent.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),          // 27: container.agent.v1.ShutdownResponse
-	(*BootstrapRequest)(nil),          // 28: container.agent.v1.BootstrapRequest
-	(*Resources)(nil),                 // 29: container.agent.v1.Resources
-	(*BootstrapEvent)(nil),            // 30: container.agent.v1.BootstrapEvent
-	(*Failure)(nil),                   // 31: container.agent.v1.Failure
-	nil,                               // 32: container.agent.v1.Sandbox.SysctlsEntry
+	(FileType)(0),                     // 0: container.agent.v1.FileType
+	(RelayDirection)(0),               // 1: container.agent.v1.RelayDirection
+	(*PingRequest)(nil),               // 2: container.agent.v1.PingRequest
+	(*PingResponse)(nil),              // 3: container.agent.v1.PingResponse
+	(*MountRequest)(nil),              // 4: container.agent.v1.MountRequest
+	(*MountResponse)(nil),             // 5: container.agent.v1.MountResponse
+	(*ProcessSpec)(nil),               // 6: container.agent.v1.ProcessSpec
+	(*Rlimit)(nil),                    // 7: container.agent.v1.Rlimit
+	(*Sandbox)(nil),                   // 8: container.agent.v1.Sandbox
+	(*TmpfsMount)(nil),                // 9: container.agent.v1.TmpfsMount
+	(*CreateProcessRequest)(nil),      // 10: container.agent.v1.CreateProcessRequest
+	(*CreateProcessResponse)(nil),     // 11: container.agent.v1.CreateProcessResponse
+	(*StartProcessRequest)(nil),       // 12: container.agent.v1.StartProcessRequest
+	(*StartProcessResponse)(nil),      // 13: container.agent.v1.StartProcessResponse
+	(*WaitProcessRequest)(nil),        // 14: container.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),       // 15: container.agent.v1.WaitProcessResponse
+	(*KillProcessRequest)(nil),        // 16: container.agent.v1.KillProcessRequest
+	(*KillProcessResponse)(nil),       // 17: container.agent.v1.KillProcessResponse
+	(*ResizeProcessRequest)(nil),      // 18: container.agent.v1.ResizeProcessRequest
+	(*ResizeProcessResponse)(nil),     // 19: container.agent.v1.ResizeProcessResponse
+	(*CloseProcessStdinRequest)(nil),  // 20: container.agent.v1.CloseProcessStdinRequest
+	(*CloseProcessStdinResponse)(nil), // 21: container.agent.v1.CloseProcessStdinResponse
+	(*DeleteProcessRequest)(nil),      // 22: container.agent.v1.DeleteProcessRequest
+	(*DeleteProcessResponse)(nil),     // 23: container.agent.v1.DeleteProcessResponse
+	(*CopyRequest)(nil),               // 24: container.agent.v1.CopyRequest
+	(*CopyResponse)(nil),              // 25: container.agent.v1.CopyResponse
+	(*StatsRequest)(nil),              // 26: container.agent.v1.StatsRequest
+	(*StatsResponse)(nil),             // 27: container.agent.v1.StatsResponse
+	(*ShutdownRequest)(nil),           // 28: container.agent.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),          // 29: container.agent.v1.ShutdownResponse
+	(*BootstrapRequest)(nil),          // 30: container.agent.v1.BootstrapRequest
+	(*Resources)(nil),                 // 31: container.agent.v1.Resources
+	(*BootstrapEvent)(nil),            // 32: container.agent.v1.BootstrapEvent
+	(*Failure)(nil),                   // 33: container.agent.v1.Failure
+	(*UnmountRequest)(nil),            // 34: container.agent.v1.UnmountRequest
+	(*UnmountResponse)(nil),           // 35: container.agent.v1.UnmountResponse
+	(*MkdirRequest)(nil),              // 36: container.agent.v1.MkdirRequest
+	(*MkdirResponse)(nil),             // 37: container.agent.v1.MkdirResponse
+	(*WriteFileRequest)(nil),          // 38: container.agent.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),         // 39: container.agent.v1.WriteFileResponse
+	(*StatRequest)(nil),               // 40: container.agent.v1.StatRequest
+	(*StatResponse)(nil),              // 41: container.agent.v1.StatResponse
+	(*SysctlRequest)(nil),             // 42: container.agent.v1.SysctlRequest
+	(*SysctlResponse)(nil),            // 43: container.agent.v1.SysctlResponse
+	(*SetTimeRequest)(nil),            // 44: container.agent.v1.SetTimeRequest
+	(*SetTimeResponse)(nil),           // 45: container.agent.v1.SetTimeResponse
+	(*GetenvRequest)(nil),             // 46: container.agent.v1.GetenvRequest
+	(*GetenvResponse)(nil),            // 47: container.agent.v1.GetenvResponse
+	(*SetenvRequest)(nil),             // 48: container.agent.v1.SetenvRequest
+	(*SetenvResponse)(nil),            // 49: container.agent.v1.SetenvResponse
+	(*FreezeRequest)(nil),             // 50: container.agent.v1.FreezeRequest
+	(*FreezeResponse)(nil),            // 51: container.agent.v1.FreezeResponse
+	(*ThawRequest)(nil),               // 52: container.agent.v1.ThawRequest
+	(*ThawResponse)(nil),              // 53: container.agent.v1.ThawResponse
+	(*TrimRequest)(nil),               // 54: container.agent.v1.TrimRequest
+	(*TrimResponse)(nil),              // 55: container.agent.v1.TrimResponse
+	(*RegisterBinfmtRequest)(nil),     // 56: container.agent.v1.RegisterBinfmtRequest
+	(*RegisterBinfmtResponse)(nil),    // 57: container.agent.v1.RegisterBinfmtResponse
+	(*LinkUpRequest)(nil),             // 58: container.agent.v1.LinkUpRequest
+	(*LinkUpResponse)(nil),            // 59: container.agent.v1.LinkUpResponse
+	(*AddAddressRequest)(nil),         // 60: container.agent.v1.AddAddressRequest
+	(*AddAddressResponse)(nil),        // 61: container.agent.v1.AddAddressResponse
+	(*AddRouteRequest)(nil),           // 62: container.agent.v1.AddRouteRequest
+	(*AddRouteResponse)(nil),          // 63: container.agent.v1.AddRouteResponse
+	(*WriteResolvConfRequest)(nil),    // 64: container.agent.v1.WriteResolvConfRequest
+	(*WriteResolvConfResponse)(nil),   // 65: container.agent.v1.WriteResolvConfResponse
+	(*HostsEntry)(nil),                // 66: container.agent.v1.HostsEntry
+	(*WriteHostsRequest)(nil),         // 67: container.agent.v1.WriteHostsRequest
+	(*WriteHostsResponse)(nil),        // 68: container.agent.v1.WriteHostsResponse
+	(*RelayUnixRequest)(nil),          // 69: container.agent.v1.RelayUnixRequest
+	(*RelayUnixResponse)(nil),         // 70: container.agent.v1.RelayUnixResponse
+	(*StopRelayRequest)(nil),          // 71: container.agent.v1.StopRelayRequest
+	(*StopRelayResponse)(nil),         // 72: container.agent.v1.StopRelayResponse
+	nil,                               // 73: container.agent.v1.Sandbox.SysctlsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	5,  // 0: container.agent.v1.ProcessSpec.rlimits:type_name -> container.agent.v1.Rlimit
-	6,  // 1: container.agent.v1.ProcessSpec.sandbox:type_name -> container.agent.v1.Sandbox
-	7,  // 2: container.agent.v1.Sandbox.tmpfs:type_name -> container.agent.v1.TmpfsMount
-	32, // 3: container.agent.v1.Sandbox.sysctls:type_name -> container.agent.v1.Sandbox.SysctlsEntry
-	4,  // 4: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
-	2,  // 5: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
-	8,  // 6: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
-	29, // 7: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
-	11, // 8: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
-	13, // 9: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
-	31, // 10: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
-	0,  // 11: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
-	2,  // 12: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
-	8,  // 13: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
-	10, // 14: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
-	12, // 15: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
-	14, // 16: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
-	16, // 17: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
-	18, // 18: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
-	20, // 19: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
-	22, // 20: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
-	22, // 21: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
-	24, // 22: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
-	26, // 23: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
-	1,  // 24: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
-	3,  // 25: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
-	9,  // 26: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
-	11, // 27: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
-	13, // 28: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
-	15, // 29: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
-	17, // 30: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
-	19, // 31: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
-	21, // 32: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
-	23, // 33: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
-	23, // 34: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
-	25, // 35: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
-	27, // 36: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
-	24, // [24:37] is the sub-list for method output_type
-	11, // [11:24] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	7,  // 0: container.agent.v1.ProcessSpec.rlimits:type_name -> container.agent.v1.Rlimit
+	8,  // 1: container.agent.v1.ProcessSpec.sandbox:type_name -> container.agent.v1.Sandbox
+	9,  // 2: container.agent.v1.Sandbox.tmpfs:type_name -> container.agent.v1.TmpfsMount
+	73, // 3: container.agent.v1.Sandbox.sysctls:type_name -> container.agent.v1.Sandbox.SysctlsEntry
+	6,  // 4: container.agent.v1.CreateProcessRequest.spec:type_name -> container.agent.v1.ProcessSpec
+	4,  // 5: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
+	10, // 6: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
+	31, // 7: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
+	13, // 8: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
+	15, // 9: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
+	33, // 10: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
+	0,  // 11: container.agent.v1.StatResponse.type:type_name -> container.agent.v1.FileType
+	66, // 12: container.agent.v1.WriteHostsRequest.entries:type_name -> container.agent.v1.HostsEntry
+	1,  // 13: container.agent.v1.RelayUnixRequest.direction:type_name -> container.agent.v1.RelayDirection
+	2,  // 14: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
+	4,  // 15: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
+	10, // 16: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
+	12, // 17: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
+	14, // 18: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
+	16, // 19: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
+	18, // 20: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
+	20, // 21: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
+	22, // 22: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
+	24, // 23: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
+	24, // 24: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
+	26, // 25: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
+	28, // 26: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
+	34, // 27: container.agent.v1.Agent.Unmount:input_type -> container.agent.v1.UnmountRequest
+	36, // 28: container.agent.v1.Agent.Mkdir:input_type -> container.agent.v1.MkdirRequest
+	38, // 29: container.agent.v1.Agent.WriteFile:input_type -> container.agent.v1.WriteFileRequest
+	40, // 30: container.agent.v1.Agent.Stat:input_type -> container.agent.v1.StatRequest
+	42, // 31: container.agent.v1.Agent.Sysctl:input_type -> container.agent.v1.SysctlRequest
+	44, // 32: container.agent.v1.Agent.SetTime:input_type -> container.agent.v1.SetTimeRequest
+	46, // 33: container.agent.v1.Agent.Getenv:input_type -> container.agent.v1.GetenvRequest
+	48, // 34: container.agent.v1.Agent.Setenv:input_type -> container.agent.v1.SetenvRequest
+	50, // 35: container.agent.v1.Agent.Freeze:input_type -> container.agent.v1.FreezeRequest
+	52, // 36: container.agent.v1.Agent.Thaw:input_type -> container.agent.v1.ThawRequest
+	54, // 37: container.agent.v1.Agent.Trim:input_type -> container.agent.v1.TrimRequest
+	56, // 38: container.agent.v1.Agent.RegisterBinfmt:input_type -> container.agent.v1.RegisterBinfmtRequest
+	58, // 39: container.agent.v1.Agent.LinkUp:input_type -> container.agent.v1.LinkUpRequest
+	60, // 40: container.agent.v1.Agent.AddAddress:input_type -> container.agent.v1.AddAddressRequest
+	62, // 41: container.agent.v1.Agent.AddRoute:input_type -> container.agent.v1.AddRouteRequest
+	64, // 42: container.agent.v1.Agent.WriteResolvConf:input_type -> container.agent.v1.WriteResolvConfRequest
+	67, // 43: container.agent.v1.Agent.WriteHosts:input_type -> container.agent.v1.WriteHostsRequest
+	69, // 44: container.agent.v1.Agent.RelayUnix:input_type -> container.agent.v1.RelayUnixRequest
+	71, // 45: container.agent.v1.Agent.StopRelay:input_type -> container.agent.v1.StopRelayRequest
+	3,  // 46: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
+	5,  // 47: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
+	11, // 48: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
+	13, // 49: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
+	15, // 50: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
+	17, // 51: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
+	19, // 52: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
+	21, // 53: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
+	23, // 54: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
+	25, // 55: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
+	25, // 56: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
+	27, // 57: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
+	29, // 58: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
+	35, // 59: container.agent.v1.Agent.Unmount:output_type -> container.agent.v1.UnmountResponse
+	37, // 60: container.agent.v1.Agent.Mkdir:output_type -> container.agent.v1.MkdirResponse
+	39, // 61: container.agent.v1.Agent.WriteFile:output_type -> container.agent.v1.WriteFileResponse
+	41, // 62: container.agent.v1.Agent.Stat:output_type -> container.agent.v1.StatResponse
+	43, // 63: container.agent.v1.Agent.Sysctl:output_type -> container.agent.v1.SysctlResponse
+	45, // 64: container.agent.v1.Agent.SetTime:output_type -> container.agent.v1.SetTimeResponse
+	47, // 65: container.agent.v1.Agent.Getenv:output_type -> container.agent.v1.GetenvResponse
+	49, // 66: container.agent.v1.Agent.Setenv:output_type -> container.agent.v1.SetenvResponse
+	51, // 67: container.agent.v1.Agent.Freeze:output_type -> container.agent.v1.FreezeResponse
+	53, // 68: container.agent.v1.Agent.Thaw:output_type -> container.agent.v1.ThawResponse
+	55, // 69: container.agent.v1.Agent.Trim:output_type -> container.agent.v1.TrimResponse
+	57, // 70: container.agent.v1.Agent.RegisterBinfmt:output_type -> container.agent.v1.RegisterBinfmtResponse
+	59, // 71: container.agent.v1.Agent.LinkUp:output_type -> container.agent.v1.LinkUpResponse
+	61, // 72: container.agent.v1.Agent.AddAddress:output_type -> container.agent.v1.AddAddressResponse
+	63, // 73: container.agent.v1.Agent.AddRoute:output_type -> container.agent.v1.AddRouteResponse
+	65, // 74: container.agent.v1.Agent.WriteResolvConf:output_type -> container.agent.v1.WriteResolvConfResponse
+	68, // 75: container.agent.v1.Agent.WriteHosts:output_type -> container.agent.v1.WriteHostsResponse
+	70, // 76: container.agent.v1.Agent.RelayUnix:output_type -> container.agent.v1.RelayUnixResponse
+	72, // 77: container.agent.v1.Agent.StopRelay:output_type -> container.agent.v1.StopRelayResponse
+	46, // [46:78] is the sub-list for method output_type
+	14, // [14:46] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2152,18 +4447,24 @@ func file_agent_proto_init() {
 		(*BootstrapEvent_Exited)(nil),
 		(*BootstrapEvent_Failed)(nil),
 	}
+	file_agent_proto_msgTypes[40].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[54].OneofWrappers = []any{
+		(*RegisterBinfmtRequest_ImageArch)(nil),
+		(*RegisterBinfmtRequest_Rosetta)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   33,
+			NumEnums:      2,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_agent_proto_goTypes,
 		DependencyIndexes: file_agent_proto_depIdxs,
+		EnumInfos:         file_agent_proto_enumTypes,
 		MessageInfos:      file_agent_proto_msgTypes,
 	}.Build()
 	File_agent_proto = out.File

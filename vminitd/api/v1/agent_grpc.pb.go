@@ -44,6 +44,25 @@ const (
 	Agent_CopyIn_FullMethodName            = "/container.agent.v1.Agent/CopyIn"
 	Agent_Stats_FullMethodName             = "/container.agent.v1.Agent/Stats"
 	Agent_Shutdown_FullMethodName          = "/container.agent.v1.Agent/Shutdown"
+	Agent_Unmount_FullMethodName           = "/container.agent.v1.Agent/Unmount"
+	Agent_Mkdir_FullMethodName             = "/container.agent.v1.Agent/Mkdir"
+	Agent_WriteFile_FullMethodName         = "/container.agent.v1.Agent/WriteFile"
+	Agent_Stat_FullMethodName              = "/container.agent.v1.Agent/Stat"
+	Agent_Sysctl_FullMethodName            = "/container.agent.v1.Agent/Sysctl"
+	Agent_SetTime_FullMethodName           = "/container.agent.v1.Agent/SetTime"
+	Agent_Getenv_FullMethodName            = "/container.agent.v1.Agent/Getenv"
+	Agent_Setenv_FullMethodName            = "/container.agent.v1.Agent/Setenv"
+	Agent_Freeze_FullMethodName            = "/container.agent.v1.Agent/Freeze"
+	Agent_Thaw_FullMethodName              = "/container.agent.v1.Agent/Thaw"
+	Agent_Trim_FullMethodName              = "/container.agent.v1.Agent/Trim"
+	Agent_RegisterBinfmt_FullMethodName    = "/container.agent.v1.Agent/RegisterBinfmt"
+	Agent_LinkUp_FullMethodName            = "/container.agent.v1.Agent/LinkUp"
+	Agent_AddAddress_FullMethodName        = "/container.agent.v1.Agent/AddAddress"
+	Agent_AddRoute_FullMethodName          = "/container.agent.v1.Agent/AddRoute"
+	Agent_WriteResolvConf_FullMethodName   = "/container.agent.v1.Agent/WriteResolvConf"
+	Agent_WriteHosts_FullMethodName        = "/container.agent.v1.Agent/WriteHosts"
+	Agent_RelayUnix_FullMethodName         = "/container.agent.v1.Agent/RelayUnix"
+	Agent_StopRelay_FullMethodName         = "/container.agent.v1.Agent/StopRelay"
 )
 
 // AgentClient is the client API for Agent service.
@@ -93,6 +112,69 @@ type AgentClient interface {
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
 	// the power-off, which the host observes as the hypervisor exiting.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
+	// Unmounts the filesystem mounted at `path` (invalidArgument when it is not
+	// a mount point, invalidState while it is busy unless `lazy`).
+	Unmount(ctx context.Context, in *UnmountRequest, opts ...grpc.CallOption) (*UnmountResponse, error)
+	// Creates a directory with `mode` (0: 0755); with `parents`, also the
+	// missing ones above it (0755), and an existing directory is no error.
+	Mkdir(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*MkdirResponse, error)
+	// Writes `data` to a regular file, created with `mode` (0: 0644) when
+	// missing, else truncated (or appended to, with `append`). A final symlink
+	// is followed (within the rootfs). Anything but a regular file is
+	// invalidArgument; `exclusive` makes an existing file exists.
+	WriteFile(ctx context.Context, in *WriteFileRequest, opts ...grpc.CallOption) (*WriteFileResponse, error)
+	// Describes `path` itself: a final symlink is not followed, its target is
+	// reported.
+	Stat(ctx context.Context, in *StatRequest, opts ...grpc.CallOption) (*StatResponse, error)
+	// Reads, and with `value` first writes, /proc/sys/<name> ("vm.swappiness"
+	// or "vm/swappiness"). A malformed name is invalidArgument, an unknown one
+	// notFound, a value the kernel refuses invalidArgument.
+	Sysctl(ctx context.Context, in *SysctlRequest, opts ...grpc.CallOption) (*SysctlResponse, error)
+	// Sets the guest's wall clock (CLOCK_REALTIME), e.g. after the host slept.
+	SetTime(ctx context.Context, in *SetTimeRequest, opts ...grpc.CallOption) (*SetTimeResponse, error)
+	// vminitd's own environment (not that of container processes, which get
+	// theirs whole from ProcessSpec.env).
+	Getenv(ctx context.Context, in *GetenvRequest, opts ...grpc.CallOption) (*GetenvResponse, error)
+	Setenv(ctx context.Context, in *SetenvRequest, opts ...grpc.CallOption) (*SetenvResponse, error)
+	// Freezes every process of the container (cgroup v2 cgroup.freeze) and
+	// returns once the kernel reports the group frozen; invalidState before
+	// the container has started, timeout when it does not freeze within the
+	// call's deadline (10 s without one).
+	Freeze(ctx context.Context, in *FreezeRequest, opts ...grpc.CallOption) (*FreezeResponse, error)
+	// Thaws the container's cgroup; returns once it runs again.
+	Thaw(ctx context.Context, in *ThawRequest, opts ...grpc.CallOption) (*ThawResponse, error)
+	// Discards the unused blocks of the filesystem mounted at `path` (FITRIM),
+	// so a sparse disk image shrinks on the host. unsupported when the
+	// filesystem or its device cannot discard.
+	Trim(ctx context.Context, in *TrimRequest, opts ...grpc.CallOption) (*TrimResponse, error)
+	// Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
+	// binaries of another architecture run through an emulator: qemu-user
+	// (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+	// as a guest path: notFound when it is missing. A rule of the same name
+	// is replaced.
+	RegisterBinfmt(ctx context.Context, in *RegisterBinfmtRequest, opts ...grpc.CallOption) (*RegisterBinfmtResponse, error)
+	// Sets a link up.
+	LinkUp(ctx context.Context, in *LinkUpRequest, opts ...grpc.CallOption) (*LinkUpResponse, error)
+	// Adds an address ("10.0.0.2/24", "fd00::2/64") to a link.
+	AddAddress(ctx context.Context, in *AddAddressRequest, opts ...grpc.CallOption) (*AddAddressResponse, error)
+	// Adds a route to the main table: to `destination` (a CIDR; "" or
+	// "default" for the default route) via `gateway` and/or out of `link`
+	// (at least one of the two).
+	AddRoute(ctx context.Context, in *AddRouteRequest, opts ...grpc.CallOption) (*AddRouteResponse, error)
+	// Writes the rootfs's /etc/resolv.conf (replacing it).
+	WriteResolvConf(ctx context.Context, in *WriteResolvConfRequest, opts ...grpc.CallOption) (*WriteResolvConfResponse, error)
+	// Writes the rootfs's /etc/hosts (replacing it) with the entries given,
+	// in order.
+	WriteHosts(ctx context.Context, in *WriteHostsRequest, opts ...grpc.CallOption) (*WriteHostsResponse, error)
+	// Relays between a unix socket in the guest and host vsock ports, until
+	// StopRelay. Each connection is copied both ways, each direction closed
+	// (half-close) once its source ends. Errors: a duplicate id is exists; a
+	// socket path that exists already is exists (GUEST_LISTEN); a vsock port
+	// in use is exists (GUEST_DIAL).
+	RelayUnix(ctx context.Context, in *RelayUnixRequest, opts ...grpc.CallOption) (*RelayUnixResponse, error)
+	// Stops a relay: its listener and every connection it carries are
+	// closed, and a socket it made is removed. notFound for an unknown id.
+	StopRelay(ctx context.Context, in *StopRelayRequest, opts ...grpc.CallOption) (*StopRelayResponse, error)
 }
 
 type agentClient struct {
@@ -233,6 +315,196 @@ func (c *agentClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ..
 	return out, nil
 }
 
+func (c *agentClient) Unmount(ctx context.Context, in *UnmountRequest, opts ...grpc.CallOption) (*UnmountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnmountResponse)
+	err := c.cc.Invoke(ctx, Agent_Unmount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Mkdir(ctx context.Context, in *MkdirRequest, opts ...grpc.CallOption) (*MkdirResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MkdirResponse)
+	err := c.cc.Invoke(ctx, Agent_Mkdir_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) WriteFile(ctx context.Context, in *WriteFileRequest, opts ...grpc.CallOption) (*WriteFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteFileResponse)
+	err := c.cc.Invoke(ctx, Agent_WriteFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Stat(ctx context.Context, in *StatRequest, opts ...grpc.CallOption) (*StatResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StatResponse)
+	err := c.cc.Invoke(ctx, Agent_Stat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Sysctl(ctx context.Context, in *SysctlRequest, opts ...grpc.CallOption) (*SysctlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SysctlResponse)
+	err := c.cc.Invoke(ctx, Agent_Sysctl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) SetTime(ctx context.Context, in *SetTimeRequest, opts ...grpc.CallOption) (*SetTimeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetTimeResponse)
+	err := c.cc.Invoke(ctx, Agent_SetTime_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Getenv(ctx context.Context, in *GetenvRequest, opts ...grpc.CallOption) (*GetenvResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetenvResponse)
+	err := c.cc.Invoke(ctx, Agent_Getenv_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Setenv(ctx context.Context, in *SetenvRequest, opts ...grpc.CallOption) (*SetenvResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetenvResponse)
+	err := c.cc.Invoke(ctx, Agent_Setenv_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Freeze(ctx context.Context, in *FreezeRequest, opts ...grpc.CallOption) (*FreezeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FreezeResponse)
+	err := c.cc.Invoke(ctx, Agent_Freeze_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Thaw(ctx context.Context, in *ThawRequest, opts ...grpc.CallOption) (*ThawResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ThawResponse)
+	err := c.cc.Invoke(ctx, Agent_Thaw_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) Trim(ctx context.Context, in *TrimRequest, opts ...grpc.CallOption) (*TrimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TrimResponse)
+	err := c.cc.Invoke(ctx, Agent_Trim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) RegisterBinfmt(ctx context.Context, in *RegisterBinfmtRequest, opts ...grpc.CallOption) (*RegisterBinfmtResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterBinfmtResponse)
+	err := c.cc.Invoke(ctx, Agent_RegisterBinfmt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) LinkUp(ctx context.Context, in *LinkUpRequest, opts ...grpc.CallOption) (*LinkUpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkUpResponse)
+	err := c.cc.Invoke(ctx, Agent_LinkUp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) AddAddress(ctx context.Context, in *AddAddressRequest, opts ...grpc.CallOption) (*AddAddressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddAddressResponse)
+	err := c.cc.Invoke(ctx, Agent_AddAddress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) AddRoute(ctx context.Context, in *AddRouteRequest, opts ...grpc.CallOption) (*AddRouteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddRouteResponse)
+	err := c.cc.Invoke(ctx, Agent_AddRoute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) WriteResolvConf(ctx context.Context, in *WriteResolvConfRequest, opts ...grpc.CallOption) (*WriteResolvConfResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResolvConfResponse)
+	err := c.cc.Invoke(ctx, Agent_WriteResolvConf_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) WriteHosts(ctx context.Context, in *WriteHostsRequest, opts ...grpc.CallOption) (*WriteHostsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteHostsResponse)
+	err := c.cc.Invoke(ctx, Agent_WriteHosts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) RelayUnix(ctx context.Context, in *RelayUnixRequest, opts ...grpc.CallOption) (*RelayUnixResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RelayUnixResponse)
+	err := c.cc.Invoke(ctx, Agent_RelayUnix_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) StopRelay(ctx context.Context, in *StopRelayRequest, opts ...grpc.CallOption) (*StopRelayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopRelayResponse)
+	err := c.cc.Invoke(ctx, Agent_StopRelay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -280,6 +552,69 @@ type AgentServer interface {
 	// Syncs every filesystem, then powers the VM off. The reply is sent before
 	// the power-off, which the host observes as the hypervisor exiting.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
+	// Unmounts the filesystem mounted at `path` (invalidArgument when it is not
+	// a mount point, invalidState while it is busy unless `lazy`).
+	Unmount(context.Context, *UnmountRequest) (*UnmountResponse, error)
+	// Creates a directory with `mode` (0: 0755); with `parents`, also the
+	// missing ones above it (0755), and an existing directory is no error.
+	Mkdir(context.Context, *MkdirRequest) (*MkdirResponse, error)
+	// Writes `data` to a regular file, created with `mode` (0: 0644) when
+	// missing, else truncated (or appended to, with `append`). A final symlink
+	// is followed (within the rootfs). Anything but a regular file is
+	// invalidArgument; `exclusive` makes an existing file exists.
+	WriteFile(context.Context, *WriteFileRequest) (*WriteFileResponse, error)
+	// Describes `path` itself: a final symlink is not followed, its target is
+	// reported.
+	Stat(context.Context, *StatRequest) (*StatResponse, error)
+	// Reads, and with `value` first writes, /proc/sys/<name> ("vm.swappiness"
+	// or "vm/swappiness"). A malformed name is invalidArgument, an unknown one
+	// notFound, a value the kernel refuses invalidArgument.
+	Sysctl(context.Context, *SysctlRequest) (*SysctlResponse, error)
+	// Sets the guest's wall clock (CLOCK_REALTIME), e.g. after the host slept.
+	SetTime(context.Context, *SetTimeRequest) (*SetTimeResponse, error)
+	// vminitd's own environment (not that of container processes, which get
+	// theirs whole from ProcessSpec.env).
+	Getenv(context.Context, *GetenvRequest) (*GetenvResponse, error)
+	Setenv(context.Context, *SetenvRequest) (*SetenvResponse, error)
+	// Freezes every process of the container (cgroup v2 cgroup.freeze) and
+	// returns once the kernel reports the group frozen; invalidState before
+	// the container has started, timeout when it does not freeze within the
+	// call's deadline (10 s without one).
+	Freeze(context.Context, *FreezeRequest) (*FreezeResponse, error)
+	// Thaws the container's cgroup; returns once it runs again.
+	Thaw(context.Context, *ThawRequest) (*ThawResponse, error)
+	// Discards the unused blocks of the filesystem mounted at `path` (FITRIM),
+	// so a sparse disk image shrinks on the host. unsupported when the
+	// filesystem or its device cannot discard.
+	Trim(context.Context, *TrimRequest) (*TrimResponse, error)
+	// Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
+	// binaries of another architecture run through an emulator: qemu-user
+	// (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+	// as a guest path: notFound when it is missing. A rule of the same name
+	// is replaced.
+	RegisterBinfmt(context.Context, *RegisterBinfmtRequest) (*RegisterBinfmtResponse, error)
+	// Sets a link up.
+	LinkUp(context.Context, *LinkUpRequest) (*LinkUpResponse, error)
+	// Adds an address ("10.0.0.2/24", "fd00::2/64") to a link.
+	AddAddress(context.Context, *AddAddressRequest) (*AddAddressResponse, error)
+	// Adds a route to the main table: to `destination` (a CIDR; "" or
+	// "default" for the default route) via `gateway` and/or out of `link`
+	// (at least one of the two).
+	AddRoute(context.Context, *AddRouteRequest) (*AddRouteResponse, error)
+	// Writes the rootfs's /etc/resolv.conf (replacing it).
+	WriteResolvConf(context.Context, *WriteResolvConfRequest) (*WriteResolvConfResponse, error)
+	// Writes the rootfs's /etc/hosts (replacing it) with the entries given,
+	// in order.
+	WriteHosts(context.Context, *WriteHostsRequest) (*WriteHostsResponse, error)
+	// Relays between a unix socket in the guest and host vsock ports, until
+	// StopRelay. Each connection is copied both ways, each direction closed
+	// (half-close) once its source ends. Errors: a duplicate id is exists; a
+	// socket path that exists already is exists (GUEST_LISTEN); a vsock port
+	// in use is exists (GUEST_DIAL).
+	RelayUnix(context.Context, *RelayUnixRequest) (*RelayUnixResponse, error)
+	// Stops a relay: its listener and every connection it carries are
+	// closed, and a socket it made is removed. notFound for an unknown id.
+	StopRelay(context.Context, *StopRelayRequest) (*StopRelayResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -328,6 +663,63 @@ func (UnimplementedAgentServer) Stats(context.Context, *StatsRequest) (*StatsRes
 }
 func (UnimplementedAgentServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
+}
+func (UnimplementedAgentServer) Unmount(context.Context, *UnmountRequest) (*UnmountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Unmount not implemented")
+}
+func (UnimplementedAgentServer) Mkdir(context.Context, *MkdirRequest) (*MkdirResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Mkdir not implemented")
+}
+func (UnimplementedAgentServer) WriteFile(context.Context, *WriteFileRequest) (*WriteFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteFile not implemented")
+}
+func (UnimplementedAgentServer) Stat(context.Context, *StatRequest) (*StatResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Stat not implemented")
+}
+func (UnimplementedAgentServer) Sysctl(context.Context, *SysctlRequest) (*SysctlResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Sysctl not implemented")
+}
+func (UnimplementedAgentServer) SetTime(context.Context, *SetTimeRequest) (*SetTimeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetTime not implemented")
+}
+func (UnimplementedAgentServer) Getenv(context.Context, *GetenvRequest) (*GetenvResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Getenv not implemented")
+}
+func (UnimplementedAgentServer) Setenv(context.Context, *SetenvRequest) (*SetenvResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Setenv not implemented")
+}
+func (UnimplementedAgentServer) Freeze(context.Context, *FreezeRequest) (*FreezeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Freeze not implemented")
+}
+func (UnimplementedAgentServer) Thaw(context.Context, *ThawRequest) (*ThawResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Thaw not implemented")
+}
+func (UnimplementedAgentServer) Trim(context.Context, *TrimRequest) (*TrimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Trim not implemented")
+}
+func (UnimplementedAgentServer) RegisterBinfmt(context.Context, *RegisterBinfmtRequest) (*RegisterBinfmtResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterBinfmt not implemented")
+}
+func (UnimplementedAgentServer) LinkUp(context.Context, *LinkUpRequest) (*LinkUpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkUp not implemented")
+}
+func (UnimplementedAgentServer) AddAddress(context.Context, *AddAddressRequest) (*AddAddressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddAddress not implemented")
+}
+func (UnimplementedAgentServer) AddRoute(context.Context, *AddRouteRequest) (*AddRouteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddRoute not implemented")
+}
+func (UnimplementedAgentServer) WriteResolvConf(context.Context, *WriteResolvConfRequest) (*WriteResolvConfResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteResolvConf not implemented")
+}
+func (UnimplementedAgentServer) WriteHosts(context.Context, *WriteHostsRequest) (*WriteHostsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteHosts not implemented")
+}
+func (UnimplementedAgentServer) RelayUnix(context.Context, *RelayUnixRequest) (*RelayUnixResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RelayUnix not implemented")
+}
+func (UnimplementedAgentServer) StopRelay(context.Context, *StopRelayRequest) (*StopRelayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopRelay not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -584,6 +976,348 @@ func _Agent_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_Unmount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnmountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Unmount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Unmount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Unmount(ctx, req.(*UnmountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Mkdir_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MkdirRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Mkdir(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Mkdir_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Mkdir(ctx, req.(*MkdirRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_WriteFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).WriteFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_WriteFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).WriteFile(ctx, req.(*WriteFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Stat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StatRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Stat(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Stat_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Stat(ctx, req.(*StatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Sysctl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SysctlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Sysctl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Sysctl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Sysctl(ctx, req.(*SysctlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_SetTime_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetTimeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).SetTime(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_SetTime_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).SetTime(ctx, req.(*SetTimeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Getenv_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetenvRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Getenv(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Getenv_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Getenv(ctx, req.(*GetenvRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Setenv_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetenvRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Setenv(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Setenv_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Setenv(ctx, req.(*SetenvRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Freeze_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FreezeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Freeze(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Freeze_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Freeze(ctx, req.(*FreezeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Thaw_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ThawRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Thaw(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Thaw_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Thaw(ctx, req.(*ThawRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_Trim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TrimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).Trim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_Trim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).Trim(ctx, req.(*TrimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_RegisterBinfmt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterBinfmtRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).RegisterBinfmt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_RegisterBinfmt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).RegisterBinfmt(ctx, req.(*RegisterBinfmtRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_LinkUp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkUpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).LinkUp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_LinkUp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).LinkUp(ctx, req.(*LinkUpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_AddAddress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddAddressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).AddAddress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_AddAddress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).AddAddress(ctx, req.(*AddAddressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_AddRoute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddRouteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).AddRoute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_AddRoute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).AddRoute(ctx, req.(*AddRouteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_WriteResolvConf_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteResolvConfRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).WriteResolvConf(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_WriteResolvConf_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).WriteResolvConf(ctx, req.(*WriteResolvConfRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_WriteHosts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteHostsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).WriteHosts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_WriteHosts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).WriteHosts(ctx, req.(*WriteHostsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_RelayUnix_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RelayUnixRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).RelayUnix(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_RelayUnix_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).RelayUnix(ctx, req.(*RelayUnixRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_StopRelay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopRelayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).StopRelay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_StopRelay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).StopRelay(ctx, req.(*StopRelayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -642,6 +1376,82 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Shutdown",
 			Handler:    _Agent_Shutdown_Handler,
+		},
+		{
+			MethodName: "Unmount",
+			Handler:    _Agent_Unmount_Handler,
+		},
+		{
+			MethodName: "Mkdir",
+			Handler:    _Agent_Mkdir_Handler,
+		},
+		{
+			MethodName: "WriteFile",
+			Handler:    _Agent_WriteFile_Handler,
+		},
+		{
+			MethodName: "Stat",
+			Handler:    _Agent_Stat_Handler,
+		},
+		{
+			MethodName: "Sysctl",
+			Handler:    _Agent_Sysctl_Handler,
+		},
+		{
+			MethodName: "SetTime",
+			Handler:    _Agent_SetTime_Handler,
+		},
+		{
+			MethodName: "Getenv",
+			Handler:    _Agent_Getenv_Handler,
+		},
+		{
+			MethodName: "Setenv",
+			Handler:    _Agent_Setenv_Handler,
+		},
+		{
+			MethodName: "Freeze",
+			Handler:    _Agent_Freeze_Handler,
+		},
+		{
+			MethodName: "Thaw",
+			Handler:    _Agent_Thaw_Handler,
+		},
+		{
+			MethodName: "Trim",
+			Handler:    _Agent_Trim_Handler,
+		},
+		{
+			MethodName: "RegisterBinfmt",
+			Handler:    _Agent_RegisterBinfmt_Handler,
+		},
+		{
+			MethodName: "LinkUp",
+			Handler:    _Agent_LinkUp_Handler,
+		},
+		{
+			MethodName: "AddAddress",
+			Handler:    _Agent_AddAddress_Handler,
+		},
+		{
+			MethodName: "AddRoute",
+			Handler:    _Agent_AddRoute_Handler,
+		},
+		{
+			MethodName: "WriteResolvConf",
+			Handler:    _Agent_WriteResolvConf_Handler,
+		},
+		{
+			MethodName: "WriteHosts",
+			Handler:    _Agent_WriteHosts_Handler,
+		},
+		{
+			MethodName: "RelayUnix",
+			Handler:    _Agent_RelayUnix_Handler,
+		},
+		{
+			MethodName: "StopRelay",
+			Handler:    _Agent_StopRelay_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -149,6 +149,7 @@ func main() {
 		Version:   version,
 		Processes: procs,
 		Dial:      dialHost,
+		Listen:    listenGuest,
 		Shutdown:  func() { shutdown("Shutdown RPC") },
 	})
 
@@ -188,6 +189,11 @@ func sleepForever() {
 // dialHost connects to a host vsock port (the process stdio streams).
 func dialHost(ctx context.Context, port uint32) (net.Conn, error) {
 	return vsock.DialContext(ctx, hostCID, port, nil)
+}
+
+// listenGuest listens on a guest vsock port (relays the host dials).
+func listenGuest(port uint32) (net.Listener, error) {
+	return vsock.Listen(port, nil)
 }
 
 // agentMemoryMax caps vminitd's own memory (it uses a few MiB): a runaway

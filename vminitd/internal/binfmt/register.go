@@ -95,3 +95,13 @@ func writeOnce(name, s string) error {
 	}
 	return err
 }
+
+// Entry is the kernel's description of the registered rule name (its file
+// under MountPoint): "enabled", the interpreter, the flags, the magic...
+func Entry(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(MountPoint, name))
+	if err != nil {
+		return "", errdefs.Internalf("read binfmt_misc rule %s: %w", name, err)
+	}
+	return string(b), nil
+}

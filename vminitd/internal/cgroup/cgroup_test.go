@@ -1,9 +1,12 @@
 package cgroup
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestCPUMax(t *testing.T) {
@@ -44,5 +47,46 @@ func TestLimitsAndStats(t *testing.T) {
 	want := Stats{CPUUsageUs: 1500, CPUUserUs: 1000, CPUSystemUs: 500, MemoryCurrent: 12288, MemoryMax: 512 << 20, MemoryAnon: 4096, MemoryFile: 8192, PidsCurrent: 3}
 	if s != want {
 		t.Fatalf("Stats = %+v, want %+v", s, want)
+	}
+}
+
+// A fake group whose "kernel" (a goroutine) reports the freeze a little
+// later, as the real one does once every task has stopped.
+func TestFreezeWaitsForTheKernel(t *testing.T) {
+	g := &Group{Path: t.TempDir()}
+	events := filepath.Join(g.Path, "cgroup.events")
+	write := func(name, text string) {
+		if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	write(events, "populated 1\nfrozen 0\n")
+	write(filepath.Join(g.Path, "cgroup.freeze"), "0")
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		write(events, "populated 1\nfrozen 1\n")
+	}()
+	t0 := time.Now()
+	if err := g.Freeze(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(t0) < 30*time.Millisecond {
+		t.Fatal("returned before the group was frozen")
+	}
+	if b, _ := os.ReadFile(filepath.Join(g.Path, "cgroup.freeze")); string(b) != "1" {
+		t.Fatalf("cgroup.freeze = %q", b)
+	}
+
+	// Never thawed: the caller's deadline ends the wait.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := g.Thaw(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("thaw: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(g.Path, "cgroup.freeze")); string(b) != "0" {
+		t.Fatalf("cgroup.freeze = %q", b)
+	}
+	if err := (&Group{Path: filepath.Join(g.Path, "gone")}).Freeze(context.Background()); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing group: %v", err)
 	}
 }

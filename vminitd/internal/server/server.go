@@ -18,11 +18,14 @@ import (
 	"google.golang.org/grpc"
 
 	agentv1 "github.com/container-vm/container/vminitd/api/v1"
+	"github.com/container-vm/container/vminitd/internal/binfmt"
 	"github.com/container-vm/container/vminitd/internal/cgroup"
 	"github.com/container-vm/container/vminitd/internal/errdefs"
 	"github.com/container-vm/container/vminitd/internal/mount"
 	"github.com/container-vm/container/vminitd/internal/process"
+	"github.com/container-vm/container/vminitd/internal/relay"
 	"github.com/container-vm/container/vminitd/internal/sandbox"
+	"github.com/container-vm/container/vminitd/internal/system"
 )
 
 // APIVersion is the contract version this agent implements.
@@ -43,13 +46,23 @@ type Options struct {
 	CgroupRoot string
 	// Dial connects to a host vsock port (copies stream over one).
 	Dial func(ctx context.Context, port uint32) (net.Conn, error)
+	// Listen listens on a guest vsock port (relays the host dials).
+	Listen func(port uint32) (net.Listener, error)
+	// ProcSys is where sysctls are; system.ProcSys unless a test replaces it.
+	ProcSys string
+	// SetClock sets the wall clock; system.SetClock unless a test replaces it.
+	SetClock func(time.Time) error
+	// RegisterBinfmt registers a rule and returns the kernel's entry for it;
+	// the real binfmt_misc unless a test replaces it.
+	RegisterBinfmt func(binfmt.Rule) (string, error)
 }
 
 // Server implements agentv1.AgentServer.
 type Server struct {
 	agentv1.UnimplementedAgentServer
-	opts Options
-	grpc *grpc.Server
+	opts   Options
+	grpc   *grpc.Server
+	relays *relay.Manager
 }
 
 // New makes the server and its gRPC server with our interceptor.
@@ -60,7 +73,16 @@ func New(opts Options) *Server {
 	if opts.CgroupRoot == "" {
 		opts.CgroupRoot = cgroup.Root
 	}
-	s := &Server{opts: opts}
+	if opts.ProcSys == "" {
+		opts.ProcSys = system.ProcSys
+	}
+	if opts.SetClock == nil {
+		opts.SetClock = system.SetClock
+	}
+	if opts.RegisterBinfmt == nil {
+		opts.RegisterBinfmt = registerBinfmt
+	}
+	s := &Server{opts: opts, relays: relay.NewManager(opts.Log, opts.dialHost, opts.listen)}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(unaryInterceptor(opts.Log)))
 	agentv1.RegisterAgentServer(s.grpc, s)
 	return s

@@ -59,17 +59,25 @@ func (m *Manager) spawn(p *Process, spec Spec, ident user.Identity, argv0 string
 		sys.Cloneflags = unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
 	}
 
-	configR, configW, err := os.Pipe()
+	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		return 0, errdefs.Internalf("pipe: %w", err)
 	}
-	defer configW.Close()
-	statusR, statusW, err := os.Pipe()
+	configR, configW, err := os.Pipe()
 	if err != nil {
-		configR.Close()
+		statusR.Close()
+		statusW.Close()
 		return 0, errdefs.Internalf("pipe: %w", err)
 	}
 	defer statusR.Close()
+	// The config is in the pipe before the shim starts to read it (a
+	// goroutine, as a config bigger than the pipe's buffer would block).
+	written := make(chan error, 1)
+	go func() {
+		err := json.NewEncoder(configW).Encode(&cfg)
+		configW.Close()
+		written <- err
+	}()
 	attr := &syscall.ProcAttr{
 		// Fd() also puts the child ends back into blocking mode.
 		Files: []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd(), configR.Fd(), statusW.Fd()},
@@ -104,9 +112,7 @@ func (m *Manager) spawn(p *Process, spec Spec, ident user.Identity, argv0 string
 	if err != nil {
 		return 0, errdefs.Wrap(errdefs.ResourceExhausted, fmt.Errorf("start %q: %w", spec.Args[0], err))
 	}
-	err = json.NewEncoder(configW).Encode(&cfg)
-	configW.Close()
-	if err != nil {
+	if err = <-written; err != nil {
 		_, _ = m.reaper.Signal(pid, syscall.SIGKILL)
 	}
 	// Empty at its end: the program is running.

@@ -1,14 +1,12 @@
 // `container cp` and `container export`: tar streams to and from a running
 // container (the agent's CopyOut/CopyIn, through the apiserver and helper).
 // The host side of the archives is cli/archive.
-import { createWriteStream } from "node:fs";
-import { rename, rm } from "node:fs/promises";
 import { PassThrough, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { CopyInResponse } from "../../apiserver/api/gen/apiserver.js";
 import { connect, explain, type ApiClient } from "../client.js";
+import { checkArchiveOutput, writeArchive } from "../stdio.js";
 
 export interface CopyEnd {
   container?: string;
@@ -106,25 +104,10 @@ export function registerCopy(program: Command): void {
     .argument("<container>", "id, id prefix or name")
     .option("-o, --output <file>", "write to a file instead of stdout")
     .action(async (container: string, opts: { output?: string }) => {
-      if (opts.output === undefined && process.stdout.isTTY) {
-        throw new ContainerError("invalidArgument", "refusing to write an archive to a terminal", { hint: "use -o FILE or redirect stdout" });
-      }
+      checkArchiveOutput(opts.output);
       const client = connect();
       try {
-        const tar = copyOut(client, container, "/");
-        if (opts.output === undefined) {
-          await pipeline(tar, process.stdout, { end: false });
-          return;
-        }
-        // Written beside the target and renamed: a failed export leaves no partial file.
-        const tmp = `${opts.output}.partial-${process.pid}`;
-        try {
-          await pipeline(tar, createWriteStream(tmp, { mode: 0o644 }));
-          await rename(tmp, opts.output);
-        } catch (err) {
-          await rm(tmp, { force: true });
-          throw err;
-        }
+        await writeArchive(copyOut(client, container, "/"), opts.output);
       } finally {
         client.close();
       }

@@ -11,7 +11,7 @@ export function latestInOrder<T>(fn: (value: T) => Promise<void>): (value: T) =>
     next = { value };
     running ??= (async () => {
       try {
-        for (let v = next; v; v = next) {
+        for (let v: { value: T } | undefined = next; v; v = next) {
           next = undefined;
           await fn(v.value);
         }

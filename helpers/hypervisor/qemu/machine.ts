@@ -3,11 +3,12 @@
 // that failed) ends in finalize(), which releases the backend, the sockets
 // and the pid files, then publishes the stopped state.
 import { closeSync, constants as fsConstants, openSync } from "node:fs";
-import { open, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import { ContainerError } from "../../../lib/errors/index.js";
 import type { Logger } from "../../../lib/log/index.js";
+import { consoleShowsPanic } from "../console.js";
 import type { VirtualMachine, VmConfig, VmExitReason, VmListener, VmState } from "../types.js";
 import { spawnChild, type ChildExit, type SpawnedChild } from "./child.js";
 import { qemuArgs, STATE_FILES, vsockBackendArgs, type Accelerator } from "./command-line.js";
@@ -34,7 +35,6 @@ type Stopped = Extract<VmState, { kind: "stopped" }>;
 
 /** The longest unix socket path bind/connect take (sun_path minus the NUL). */
 const MAX_SOCKET_PATH = 107;
-const PANIC_MARKER = "Kernel panic - not syncing";
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -309,26 +309,8 @@ export class QemuMachine implements VirtualMachine {
     if (this.backendFailed) return "crashed";
     const shutdown = this.qmp?.shutdownEvent();
     if (shutdown && !shutdown.guest) return "stopped"; // a signal from the host, or QMP quit
-    if (shutdown || exit.code === 0) return (await this.consoleShowsPanic()) ? "crashed" : "guestShutdown";
+    if (shutdown || exit.code === 0) return (await consoleShowsPanic(this.options.config.consoleLogPath, this.consoleOffset)) ? "crashed" : "guestShutdown";
     return "crashed";
-  }
-
-  /** With panic=-1 a panicking guest reboots, which looks like a power-off: tell them apart. */
-  private async consoleShowsPanic(): Promise<boolean> {
-    try {
-      const fh = await open(this.options.config.consoleLogPath, "r");
-      try {
-        const { size } = await fh.stat();
-        const from = Math.max(this.consoleOffset, size - 64 * 1024);
-        const buf = Buffer.alloc(Math.max(0, size - from));
-        await fh.read(buf, 0, buf.length, from);
-        return buf.includes(PANIC_MARKER);
-      } finally {
-        await fh.close();
-      }
-    } catch {
-      return false;
-    }
   }
 
   private finalize(reason: VmExitReason): Promise<void> {

@@ -4,11 +4,12 @@
 // the guest. Every end (stop(), a guest power-off, a crash, a failed start)
 // goes through finalize(), which closes the listeners and publishes the state.
 import { fork, type ChildProcess } from "node:child_process";
-import { open, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { ContainerError } from "../../../lib/errors/index.js";
 import type { Logger } from "../../../lib/log/index.js";
+import { consoleShowsPanic } from "../console.js";
 import type { VirtualMachine, VmExitReason, VmListener, VmState } from "../types.js";
 import { fromEnvelope, type AddonMachineOptions } from "./addon.js";
 import type { FromHost, ToHost } from "./protocol.js";
@@ -30,7 +31,6 @@ type Stopped = Extract<VmState, { kind: "stopped" }>;
 type Phase = "created" | "starting" | "running" | "stopping" | "stopped";
 
 const MAX_PORT = 0xffffffff;
-const PANIC_MARKER = "Kernel panic - not syncing";
 
 export function assertPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
@@ -282,26 +282,8 @@ export class VzMachine implements VirtualMachine {
 
   private async exitReason(): Promise<VmExitReason> {
     if (this.stopRequested) return "stopped";
-    if (this.guestStopped) return (await this.consoleShowsPanic()) ? "crashed" : "guestShutdown";
+    if (this.guestStopped) return (await consoleShowsPanic(this.vz.options.consoleLogPath, this.consoleOffset)) ? "crashed" : "guestShutdown";
     return "crashed";
-  }
-
-  /** With panic=-1 a panicking guest reboots, which VZ reports as a guest stop: tell them apart. */
-  private async consoleShowsPanic(): Promise<boolean> {
-    try {
-      const fh = await open(this.vz.options.consoleLogPath, "r");
-      try {
-        const { size } = await fh.stat();
-        const from = Math.max(this.consoleOffset, size - 64 * 1024);
-        const buf = Buffer.alloc(Math.max(0, size - from));
-        await fh.read(buf, 0, buf.length, from);
-        return buf.includes(PANIC_MARKER);
-      } finally {
-        await fh.close();
-      }
-    } catch {
-      return false;
-    }
   }
 
   private finalize(reason: VmExitReason): Promise<void> {

@@ -12,6 +12,7 @@ import { rm } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { ContainerError } from "../../../lib/errors/index.js";
 import type { VmListener } from "../types.js";
+import { ConnectionQueue } from "../connection-queue.js";
 
 export const MAX_VSOCK_PORT = 0xffffffff;
 const MAX_REPLY_BYTES = 64;
@@ -119,38 +120,6 @@ export function dialVsock(udsPath: string, port: number, options: DialOptions): 
     socket.on("end", onEnd);
     socket.on("error", onError);
   });
-}
-
-/** A single-consumer queue of connections that ends when the listener closes. */
-class ConnectionQueue implements AsyncIterable<Duplex> {
-  private readonly items: Socket[] = [];
-  private readonly waiters: Array<(r: IteratorResult<Duplex>) => void> = [];
-  private ended = false;
-
-  push(socket: Socket): void {
-    const waiter = this.waiters.shift();
-    if (waiter) waiter({ value: socket, done: false });
-    else this.items.push(socket);
-  }
-
-  end(): void {
-    this.ended = true;
-    for (const waiter of this.waiters.splice(0)) waiter({ value: undefined, done: true });
-    // Connections nobody took are closed: the guest sees them reset.
-    for (const socket of this.items.splice(0)) socket.destroy();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Duplex> {
-    return {
-      next: () => {
-        const item = this.items.shift();
-        if (item) return Promise.resolve({ value: item, done: false });
-        if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => this.waiters.push(resolve));
-      },
-      return: () => Promise.resolve({ value: undefined, done: true }),
-    };
-  }
 }
 
 export interface UnixListener extends VmListener {

@@ -13,6 +13,7 @@ import { consoleShowsPanic } from "../console.js";
 import type { VirtualMachine, VmExitReason, VmListener, VmState } from "../types.js";
 import { fromEnvelope, type AddonMachineOptions } from "./addon.js";
 import type { FromHost, ToHost } from "./protocol.js";
+import { ConnectionQueue } from "../connection-queue.js";
 
 export interface VzMachineOptions {
   options: AddonMachineOptions;
@@ -35,37 +36,6 @@ const MAX_PORT = 0xffffffff;
 export function assertPort(port: number): void {
   if (!Number.isInteger(port) || port < 0 || port > MAX_PORT) {
     throw new ContainerError("invalidArgument", `invalid vsock port ${port}`);
-  }
-}
-
-/** Connections to one host port, for one consumer; ends when the listener closes. */
-class ConnectionQueue implements AsyncIterable<Duplex> {
-  private readonly items: Duplex[] = [];
-  private readonly waiters: Array<(r: IteratorResult<Duplex>) => void> = [];
-  ended = false;
-
-  push(conn: Duplex): void {
-    const waiter = this.waiters.shift();
-    if (waiter) waiter({ value: conn, done: false });
-    else this.items.push(conn);
-  }
-
-  end(): void {
-    this.ended = true;
-    for (const waiter of this.waiters.splice(0)) waiter({ value: undefined, done: true });
-    for (const conn of this.items.splice(0)) conn.destroy();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<Duplex> {
-    return {
-      next: () => {
-        const item = this.items.shift();
-        if (item) return Promise.resolve({ value: item, done: false });
-        if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => this.waiters.push(resolve));
-      },
-      return: () => Promise.resolve({ value: undefined, done: true }),
-    };
   }
 }
 

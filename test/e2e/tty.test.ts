@@ -36,9 +36,10 @@ describe("-it", () => {
   it("gives an interactive shell: echo round trip, terminal size, Ctrl-C, exit status", async () => {
     const term = onTerminal(["run", "-it", "--rm", "demo", "sh"]);
     await waitFor(() => term.output().includes("# "), 60_000, "the shell prompt");
-    term.type("echo round-$((20+22)); tty; stty size\r");
+    term.type("echo round-$((20+22)); tty; echo term=$TERM; stty size\r");
     await waitFor(() => term.output().includes("40 120"), 30_000, "the size");
     expect(term.output()).toContain("round-42");
+    expect(term.output()).toMatch(/term=xterm\r*\n/);
     expect(term.output()).toMatch(/\/dev\/pts\/\d+/);
     // Ctrl-C interrupts the foreground command, not the shell.
     term.type("sleep 100\r");

@@ -302,7 +302,7 @@ func (m *Manager) Start(id string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	spec.Env = user.DefaultEnv(spec.Env, ident, false)
+	spec.Env = user.DefaultEnv(spec.Env, ident, spec.Terminal)
 	argv0, err := LookPath(spec.Rootfs, spec.Cwd, spec.Args[0], spec.Env)
 	if err != nil {
 		return 0, err

@@ -46,21 +46,25 @@ describe("the apiserver killed with SIGKILL", () => {
     expect((await t.cli(["create", "--name", "fresh", "demo", "true"])).code).toBe(0);
     await waitFor(async () => (await ticks()) > 0, 60_000, "the ticker's output");
 
+    // One that ends while nobody serves the API.
+    expect((await t.cli(["run", "-d", "--name", "brief", "demo", "sh", "-c", "sleep 2; exit 5"])).code).toBe(0);
+
     const pid = Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
     process.kill(pid, "SIGKILL");
     await waitFor(() => !alive(pid), 10_000, "the apiserver to die");
-    // The ticker keeps writing while nobody serves the API.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The ticker keeps writing, and brief ends, while nobody serves the API.
+    await new Promise((r) => setTimeout(r, 4000));
     expect((await t.cli(["ls"])).code).not.toBe(0);
 
     expect((await t.cli(["system", "start"])).code).toBe(0);
     const listed = (await t.cli(["ls", "-a", "--format", "json"])).stdout;
     const states = Object.fromEntries((JSON.parse(listed) as { name: string; state: string }[]).map((c) => [c.name, c.state]));
-    expect(states).toEqual({ ticker: "running", sleeper: "running", finished: "stopped", fresh: "created" });
+    expect(states).toEqual({ ticker: "running", sleeper: "running", finished: "stopped", fresh: "created", brief: "stopped" });
     expect((await inspect("finished")).summary.exitCode).toBe(4);
+    expect((await inspect("brief")).summary.exitCode).toBe(5);
 
     expect(await t.cli(["exec", "sleeper", "echo", "still here"])).toMatchObject({ code: 0, stdout: "still here\n" });
-    // At 5 ticks a second, 1.5 s without an apiserver left at least a few lines.
+    // At 5 ticks a second, 4 s without an apiserver left many lines.
     const n = await ticks();
     await new Promise((r) => setTimeout(r, 1000));
     expect(await ticks()).toBeGreaterThan(n);

@@ -8,7 +8,15 @@ import type { Duplex } from "node:stream";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
-import { AgentClient as GrpcAgentClient } from "./gen/agent.js";
+import {
+  AgentClient as GrpcAgentClient,
+  MkdirRequest,
+  RelayUnixRequest,
+  StatRequest,
+  UnmountRequest,
+  WriteFileRequest,
+  WriteResolvConfRequest,
+} from "./gen/agent.js";
 import type { AgentClient } from "./types.js";
 
 
@@ -92,6 +100,29 @@ export async function connectAgent(options: ConnectAgentOptions): Promise<AgentC
     copyIn: async (req) => void (await call(grpc.copyIn, grpc, req, md())),
     deleteProcess: async (id) => void (await call(grpc.deleteProcess, grpc, { id }, md())),
     shutdown: async () => void (await call(grpc.shutdown, grpc, {}, md())),
+    unmount: async (req) => void (await call(grpc.unmount, grpc, UnmountRequest.fromPartial(req), md())),
+    mkdir: async (req) => void (await call(grpc.mkdir, grpc, MkdirRequest.fromPartial(req), md())),
+    writeFile: async (req) => void (await call(grpc.writeFile, grpc, WriteFileRequest.fromPartial(req), md())),
+    stat: (req) => call(grpc.stat, grpc, StatRequest.fromPartial(req), md()),
+    sysctl: async (name, value) => (await call(grpc.sysctl, grpc, { name, value }, md())).value,
+    setTime: async (timeNs) => void (await call(grpc.setTime, grpc, { timeNs }, md())),
+    getenv: async (key) => {
+      const res = await call(grpc.getenv, grpc, { key }, md());
+      return res.present ? res.value : undefined;
+    },
+    setenv: async (key, value) => void (await call(grpc.setenv, grpc, { key, value }, md())),
+    freeze: async () => void (await call(grpc.freeze, grpc, {}, md())),
+    thaw: async () => void (await call(grpc.thaw, grpc, {}, md())),
+    trim: async (path, minLength = 0n) => (await call(grpc.trim, grpc, { path, minLength }, md())).trimmedBytes,
+    registerBinfmt: (req) => call(grpc.registerBinfmt, grpc, req, md()),
+    linkUp: async (link) => void (await call(grpc.linkUp, grpc, { link }, md())),
+    addAddress: async (link, cidr) => void (await call(grpc.addAddress, grpc, { link, cidr }, md())),
+    addRoute: async (req) =>
+      void (await call(grpc.addRoute, grpc, { destination: req.destination ?? "", gateway: req.gateway ?? "", link: req.link ?? "" }, md())),
+    writeResolvConf: async (req) => void (await call(grpc.writeResolvConf, grpc, WriteResolvConfRequest.fromPartial(req), md())),
+    writeHosts: async (rootfs, entries) => void (await call(grpc.writeHosts, grpc, { rootfs, entries }, md())),
+    relayUnix: async (req) => void (await call(grpc.relayUnix, grpc, RelayUnixRequest.fromPartial(req), md())),
+    stopRelay: async (id) => void (await call(grpc.stopRelay, grpc, { id }, md())),
     close,
   };
   try {

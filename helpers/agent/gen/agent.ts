@@ -37,6 +37,123 @@ export const protobufFileName = "agent.proto";
  * boot, without a round trip: see BootstrapRequest.
  */
 
+export enum FileType {
+  FILE_TYPE_UNSPECIFIED = 0,
+  FILE_TYPE_REGULAR = 1,
+  FILE_TYPE_DIRECTORY = 2,
+  FILE_TYPE_SYMLINK = 3,
+  FILE_TYPE_FIFO = 4,
+  FILE_TYPE_SOCKET = 5,
+  FILE_TYPE_CHAR_DEVICE = 6,
+  FILE_TYPE_BLOCK_DEVICE = 7,
+  UNRECOGNIZED = -1,
+}
+
+export function fileTypeFromJSON(object: any): FileType {
+  switch (object) {
+    case 0:
+    case "FILE_TYPE_UNSPECIFIED":
+      return FileType.FILE_TYPE_UNSPECIFIED;
+    case 1:
+    case "FILE_TYPE_REGULAR":
+      return FileType.FILE_TYPE_REGULAR;
+    case 2:
+    case "FILE_TYPE_DIRECTORY":
+      return FileType.FILE_TYPE_DIRECTORY;
+    case 3:
+    case "FILE_TYPE_SYMLINK":
+      return FileType.FILE_TYPE_SYMLINK;
+    case 4:
+    case "FILE_TYPE_FIFO":
+      return FileType.FILE_TYPE_FIFO;
+    case 5:
+    case "FILE_TYPE_SOCKET":
+      return FileType.FILE_TYPE_SOCKET;
+    case 6:
+    case "FILE_TYPE_CHAR_DEVICE":
+      return FileType.FILE_TYPE_CHAR_DEVICE;
+    case 7:
+    case "FILE_TYPE_BLOCK_DEVICE":
+      return FileType.FILE_TYPE_BLOCK_DEVICE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FileType.UNRECOGNIZED;
+  }
+}
+
+export function fileTypeToJSON(object: FileType): string {
+  switch (object) {
+    case FileType.FILE_TYPE_UNSPECIFIED:
+      return "FILE_TYPE_UNSPECIFIED";
+    case FileType.FILE_TYPE_REGULAR:
+      return "FILE_TYPE_REGULAR";
+    case FileType.FILE_TYPE_DIRECTORY:
+      return "FILE_TYPE_DIRECTORY";
+    case FileType.FILE_TYPE_SYMLINK:
+      return "FILE_TYPE_SYMLINK";
+    case FileType.FILE_TYPE_FIFO:
+      return "FILE_TYPE_FIFO";
+    case FileType.FILE_TYPE_SOCKET:
+      return "FILE_TYPE_SOCKET";
+    case FileType.FILE_TYPE_CHAR_DEVICE:
+      return "FILE_TYPE_CHAR_DEVICE";
+    case FileType.FILE_TYPE_BLOCK_DEVICE:
+      return "FILE_TYPE_BLOCK_DEVICE";
+    case FileType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum RelayDirection {
+  RELAY_DIRECTION_UNSPECIFIED = 0,
+  /**
+   * RELAY_DIRECTION_GUEST_LISTEN - The guest listens on the unix socket `path` and, for each connection,
+   * dials host vsock port `port` (e.g. an SSH agent socket for the
+   * container).
+   */
+  RELAY_DIRECTION_GUEST_LISTEN = 1,
+  /**
+   * RELAY_DIRECTION_GUEST_DIAL - The guest listens on vsock port `port` and, for each connection the host
+   * makes, dials the unix socket `path` (e.g. a daemon's socket).
+   */
+  RELAY_DIRECTION_GUEST_DIAL = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function relayDirectionFromJSON(object: any): RelayDirection {
+  switch (object) {
+    case 0:
+    case "RELAY_DIRECTION_UNSPECIFIED":
+      return RelayDirection.RELAY_DIRECTION_UNSPECIFIED;
+    case 1:
+    case "RELAY_DIRECTION_GUEST_LISTEN":
+      return RelayDirection.RELAY_DIRECTION_GUEST_LISTEN;
+    case 2:
+    case "RELAY_DIRECTION_GUEST_DIAL":
+      return RelayDirection.RELAY_DIRECTION_GUEST_DIAL;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RelayDirection.UNRECOGNIZED;
+  }
+}
+
+export function relayDirectionToJSON(object: RelayDirection): string {
+  switch (object) {
+    case RelayDirection.RELAY_DIRECTION_UNSPECIFIED:
+      return "RELAY_DIRECTION_UNSPECIFIED";
+    case RelayDirection.RELAY_DIRECTION_GUEST_LISTEN:
+      return "RELAY_DIRECTION_GUEST_LISTEN";
+    case RelayDirection.RELAY_DIRECTION_GUEST_DIAL:
+      return "RELAY_DIRECTION_GUEST_DIAL";
+    case RelayDirection.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface PingRequest {
   /**
    * Also report vminitd's own memory (agent_rss_bytes); off, a ping stays
@@ -326,6 +443,221 @@ export interface Failure {
   code: string;
   message: string;
   hint: string;
+}
+
+export interface UnmountRequest {
+  rootfs: string;
+  path: string;
+  /** MNT_DETACH: detach now, clean up once no longer busy. */
+  lazy: boolean;
+}
+
+export interface UnmountResponse {
+}
+
+export interface MkdirRequest {
+  rootfs: string;
+  path: string;
+  /** Permission bits (and setgid, sticky); 0: 0755. Not masked by a umask. */
+  mode: number;
+  parents: boolean;
+}
+
+export interface MkdirResponse {
+}
+
+export interface WriteFileRequest {
+  rootfs: string;
+  path: string;
+  data: Buffer;
+  /** For a file created by this call; 0: 0644. Not masked by a umask. */
+  mode: number;
+  append: boolean;
+  exclusive: boolean;
+}
+
+export interface WriteFileResponse {
+}
+
+export interface StatRequest {
+  rootfs: string;
+  path: string;
+}
+
+export interface StatResponse {
+  type: FileType;
+  /** Permission bits with setuid, setgid and sticky (st_mode & 07777). */
+  mode: number;
+  size: bigint;
+  uid: number;
+  gid: number;
+  /** Modification time, nanoseconds since the Unix epoch. */
+  mtimeNs: bigint;
+  /** What a symlink points to, as written in it; "" for other types. */
+  linkTarget: string;
+}
+
+export interface SysctlRequest {
+  name: string;
+  /** Written first when set. */
+  value?: string | undefined;
+}
+
+export interface SysctlResponse {
+  /** The value as read back, without its trailing newline. */
+  value: string;
+}
+
+export interface SetTimeRequest {
+  /** Nanoseconds since the Unix epoch; must be positive. */
+  timeNs: bigint;
+}
+
+export interface SetTimeResponse {
+}
+
+export interface GetenvRequest {
+  key: string;
+}
+
+export interface GetenvResponse {
+  value: string;
+  /** False when the variable is not set (value is then ""). */
+  present: boolean;
+}
+
+export interface SetenvRequest {
+  /** Non-empty, without "=" or NUL (invalidArgument). */
+  key: string;
+  value: string;
+}
+
+export interface SetenvResponse {
+}
+
+export interface FreezeRequest {
+}
+
+export interface FreezeResponse {
+}
+
+export interface ThawRequest {
+}
+
+export interface ThawResponse {
+}
+
+export interface TrimRequest {
+  /** Absolute guest path of a mount point (or anything on that filesystem). */
+  path: string;
+  /** Only free extents at least this long are discarded; 0: any. */
+  minLength: bigint;
+}
+
+export interface TrimResponse {
+  /** Bytes the filesystem discarded, as it reports them. */
+  trimmedBytes: bigint;
+}
+
+export interface RegisterBinfmtRequest {
+  /**
+   * qemu-user for binaries of `image_arch` ("amd64"/"x86_64",
+   * "arm64"/"aarch64") on this guest's architecture; rule "qemu-<arch>".
+   * When the two are the same nothing is registered (registered false).
+   */
+  imageArch?:
+    | string
+    | undefined;
+  /** Rosetta for x86_64 binaries; rule "rosetta". */
+  rosetta?:
+    | boolean
+    | undefined;
+  /**
+   * Absolute guest path of the emulator binary, e.g.
+   * /run/qemu/qemu-aarch64-static or /run/rosetta/rosetta.
+   */
+  interpreter: string;
+}
+
+export interface RegisterBinfmtResponse {
+  registered: boolean;
+  /** The rule's name: its file under /proc/sys/fs/binfmt_misc. */
+  name: string;
+  /** That file as the kernel shows it ("enabled\ninterpreter ...\nflags: F..."). */
+  entry: string;
+}
+
+export interface LinkUpRequest {
+  link: string;
+}
+
+export interface LinkUpResponse {
+}
+
+export interface AddAddressRequest {
+  link: string;
+  cidr: string;
+}
+
+export interface AddAddressResponse {
+}
+
+export interface AddRouteRequest {
+  destination: string;
+  gateway: string;
+  link: string;
+}
+
+export interface AddRouteResponse {
+}
+
+export interface WriteResolvConfRequest {
+  /** Absolute guest path of the mounted rootfs (required). */
+  rootfs: string;
+  /** IP addresses, at most 3 are used by resolvers (more are refused). */
+  nameservers: string[];
+  search: string[];
+  /** resolv.conf options, e.g. "ndots:2", "edns0". */
+  options: string[];
+}
+
+export interface WriteResolvConfResponse {
+}
+
+export interface HostsEntry {
+  ip: string;
+  hostnames: string[];
+}
+
+export interface WriteHostsRequest {
+  /** Absolute guest path of the mounted rootfs (required). */
+  rootfs: string;
+  entries: HostsEntry[];
+}
+
+export interface WriteHostsResponse {
+}
+
+export interface RelayUnixRequest {
+  /** Names the relay for StopRelay; unique among running relays. */
+  id: string;
+  /** With rootfs, `path` is inside it (see the filesystem RPCs). */
+  rootfs: string;
+  path: string;
+  port: number;
+  direction: RelayDirection;
+  /** Permission bits of the socket made for GUEST_LISTEN; 0: 0600. */
+  mode: number;
+}
+
+export interface RelayUnixResponse {
+}
+
+export interface StopRelayRequest {
+  id: string;
+}
+
+export interface StopRelayResponse {
 }
 
 function createBasePingRequest(): PingRequest {
@@ -3550,6 +3882,3062 @@ export const Failure: MessageFns<Failure> = {
   },
 };
 
+function createBaseUnmountRequest(): UnmountRequest {
+  return { rootfs: "", path: "", lazy: false };
+}
+
+export const UnmountRequest: MessageFns<UnmountRequest> = {
+  encode(message: UnmountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.lazy !== false) {
+      writer.uint32(24).bool(message.lazy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.lazy = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UnmountRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      lazy: isSet(object.lazy) ? globalThis.Boolean(object.lazy) : false,
+    };
+  },
+
+  toJSON(message: UnmountRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.lazy !== false) {
+      obj.lazy = message.lazy;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnmountRequest>): UnmountRequest {
+    return UnmountRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UnmountRequest>): UnmountRequest {
+    const message = createBaseUnmountRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    message.lazy = object.lazy ?? false;
+    return message;
+  },
+};
+
+function createBaseUnmountResponse(): UnmountResponse {
+  return {};
+}
+
+export const UnmountResponse: MessageFns<UnmountResponse> = {
+  encode(_: UnmountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UnmountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUnmountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): UnmountResponse {
+    return {};
+  },
+
+  toJSON(_: UnmountResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<UnmountResponse>): UnmountResponse {
+    return UnmountResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<UnmountResponse>): UnmountResponse {
+    const message = createBaseUnmountResponse();
+    return message;
+  },
+};
+
+function createBaseMkdirRequest(): MkdirRequest {
+  return { rootfs: "", path: "", mode: 0, parents: false };
+}
+
+export const MkdirRequest: MessageFns<MkdirRequest> = {
+  encode(message: MkdirRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(24).uint32(message.mode);
+    }
+    if (message.parents !== false) {
+      writer.uint32(32).bool(message.parents);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MkdirRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMkdirRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.parents = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MkdirRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      parents: isSet(object.parents) ? globalThis.Boolean(object.parents) : false,
+    };
+  },
+
+  toJSON(message: MkdirRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.parents !== false) {
+      obj.parents = message.parents;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MkdirRequest>): MkdirRequest {
+    return MkdirRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MkdirRequest>): MkdirRequest {
+    const message = createBaseMkdirRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    message.mode = object.mode ?? 0;
+    message.parents = object.parents ?? false;
+    return message;
+  },
+};
+
+function createBaseMkdirResponse(): MkdirResponse {
+  return {};
+}
+
+export const MkdirResponse: MessageFns<MkdirResponse> = {
+  encode(_: MkdirResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MkdirResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMkdirResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): MkdirResponse {
+    return {};
+  },
+
+  toJSON(_: MkdirResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<MkdirResponse>): MkdirResponse {
+    return MkdirResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<MkdirResponse>): MkdirResponse {
+    const message = createBaseMkdirResponse();
+    return message;
+  },
+};
+
+function createBaseWriteFileRequest(): WriteFileRequest {
+  return { rootfs: "", path: "", data: Buffer.alloc(0), mode: 0, append: false, exclusive: false };
+}
+
+export const WriteFileRequest: MessageFns<WriteFileRequest> = {
+  encode(message: WriteFileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(32).uint32(message.mode);
+    }
+    if (message.append !== false) {
+      writer.uint32(40).bool(message.append);
+    }
+    if (message.exclusive !== false) {
+      writer.uint32(48).bool(message.exclusive);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteFileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteFileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.append = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.exclusive = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteFileRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      append: isSet(object.append) ? globalThis.Boolean(object.append) : false,
+      exclusive: isSet(object.exclusive) ? globalThis.Boolean(object.exclusive) : false,
+    };
+  },
+
+  toJSON(message: WriteFileRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.append !== false) {
+      obj.append = message.append;
+    }
+    if (message.exclusive !== false) {
+      obj.exclusive = message.exclusive;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteFileRequest>): WriteFileRequest {
+    return WriteFileRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WriteFileRequest>): WriteFileRequest {
+    const message = createBaseWriteFileRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
+    message.mode = object.mode ?? 0;
+    message.append = object.append ?? false;
+    message.exclusive = object.exclusive ?? false;
+    return message;
+  },
+};
+
+function createBaseWriteFileResponse(): WriteFileResponse {
+  return {};
+}
+
+export const WriteFileResponse: MessageFns<WriteFileResponse> = {
+  encode(_: WriteFileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteFileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteFileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WriteFileResponse {
+    return {};
+  },
+
+  toJSON(_: WriteFileResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteFileResponse>): WriteFileResponse {
+    return WriteFileResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WriteFileResponse>): WriteFileResponse {
+    const message = createBaseWriteFileResponse();
+    return message;
+  },
+};
+
+function createBaseStatRequest(): StatRequest {
+  return { rootfs: "", path: "" };
+}
+
+export const StatRequest: MessageFns<StatRequest> = {
+  encode(message: StatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: StatRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatRequest>): StatRequest {
+    return StatRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatRequest>): StatRequest {
+    const message = createBaseStatRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseStatResponse(): StatResponse {
+  return { type: 0, mode: 0, size: 0n, uid: 0, gid: 0, mtimeNs: 0n, linkTarget: "" };
+}
+
+export const StatResponse: MessageFns<StatResponse> = {
+  encode(message: StatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.type !== 0) {
+      writer.uint32(8).int32(message.type);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(16).uint32(message.mode);
+    }
+    if (message.size !== 0n) {
+      if (BigInt.asUintN(64, message.size) !== message.size) {
+        throw new globalThis.Error("value provided for field message.size of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.size);
+    }
+    if (message.uid !== 0) {
+      writer.uint32(32).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(40).uint32(message.gid);
+    }
+    if (message.mtimeNs !== 0n) {
+      if (BigInt.asIntN(64, message.mtimeNs) !== message.mtimeNs) {
+        throw new globalThis.Error("value provided for field message.mtimeNs of type int64 too large");
+      }
+      writer.uint32(48).int64(message.mtimeNs);
+    }
+    if (message.linkTarget !== "") {
+      writer.uint32(58).string(message.linkTarget);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.size = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.mtimeNs = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.linkTarget = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StatResponse {
+    return {
+      type: isSet(object.type) ? fileTypeFromJSON(object.type) : 0,
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      size: isSet(object.size) ? BigInt(object.size) : 0n,
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      mtimeNs: isSet(object.mtimeNs) ? BigInt(object.mtimeNs) : isSet(object.mtime_ns) ? BigInt(object.mtime_ns) : 0n,
+      linkTarget: isSet(object.linkTarget)
+        ? globalThis.String(object.linkTarget)
+        : isSet(object.link_target)
+        ? globalThis.String(object.link_target)
+        : "",
+    };
+  },
+
+  toJSON(message: StatResponse): unknown {
+    const obj: any = {};
+    if (message.type !== 0) {
+      obj.type = fileTypeToJSON(message.type);
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.size !== 0n) {
+      obj.size = message.size.toString();
+    }
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.mtimeNs !== 0n) {
+      obj.mtimeNs = message.mtimeNs.toString();
+    }
+    if (message.linkTarget !== "") {
+      obj.linkTarget = message.linkTarget;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StatResponse>): StatResponse {
+    return StatResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatResponse>): StatResponse {
+    const message = createBaseStatResponse();
+    message.type = object.type ?? 0;
+    message.mode = object.mode ?? 0;
+    message.size = (object.size !== undefined && object.size !== null) ? BigInt(object.size) : 0n;
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.mtimeNs = (object.mtimeNs !== undefined && object.mtimeNs !== null) ? BigInt(object.mtimeNs) : 0n;
+    message.linkTarget = object.linkTarget ?? "";
+    return message;
+  },
+};
+
+function createBaseSysctlRequest(): SysctlRequest {
+  return { name: "", value: undefined };
+}
+
+export const SysctlRequest: MessageFns<SysctlRequest> = {
+  encode(message: SysctlRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== undefined) {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SysctlRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSysctlRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SysctlRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: SysctlRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== undefined) {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SysctlRequest>): SysctlRequest {
+    return SysctlRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SysctlRequest>): SysctlRequest {
+    const message = createBaseSysctlRequest();
+    message.name = object.name ?? "";
+    message.value = object.value ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSysctlResponse(): SysctlResponse {
+  return { value: "" };
+}
+
+export const SysctlResponse: MessageFns<SysctlResponse> = {
+  encode(message: SysctlResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.value !== "") {
+      writer.uint32(10).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SysctlResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSysctlResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SysctlResponse {
+    return { value: isSet(object.value) ? globalThis.String(object.value) : "" };
+  },
+
+  toJSON(message: SysctlResponse): unknown {
+    const obj: any = {};
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SysctlResponse>): SysctlResponse {
+    return SysctlResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SysctlResponse>): SysctlResponse {
+    const message = createBaseSysctlResponse();
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSetTimeRequest(): SetTimeRequest {
+  return { timeNs: 0n };
+}
+
+export const SetTimeRequest: MessageFns<SetTimeRequest> = {
+  encode(message: SetTimeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.timeNs !== 0n) {
+      if (BigInt.asIntN(64, message.timeNs) !== message.timeNs) {
+        throw new globalThis.Error("value provided for field message.timeNs of type int64 too large");
+      }
+      writer.uint32(8).int64(message.timeNs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTimeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTimeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.timeNs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTimeRequest {
+    return {
+      timeNs: isSet(object.timeNs) ? BigInt(object.timeNs) : isSet(object.time_ns) ? BigInt(object.time_ns) : 0n,
+    };
+  },
+
+  toJSON(message: SetTimeRequest): unknown {
+    const obj: any = {};
+    if (message.timeNs !== 0n) {
+      obj.timeNs = message.timeNs.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetTimeRequest>): SetTimeRequest {
+    return SetTimeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetTimeRequest>): SetTimeRequest {
+    const message = createBaseSetTimeRequest();
+    message.timeNs = (object.timeNs !== undefined && object.timeNs !== null) ? BigInt(object.timeNs) : 0n;
+    return message;
+  },
+};
+
+function createBaseSetTimeResponse(): SetTimeResponse {
+  return {};
+}
+
+export const SetTimeResponse: MessageFns<SetTimeResponse> = {
+  encode(_: SetTimeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTimeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTimeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetTimeResponse {
+    return {};
+  },
+
+  toJSON(_: SetTimeResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetTimeResponse>): SetTimeResponse {
+    return SetTimeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SetTimeResponse>): SetTimeResponse {
+    const message = createBaseSetTimeResponse();
+    return message;
+  },
+};
+
+function createBaseGetenvRequest(): GetenvRequest {
+  return { key: "" };
+}
+
+export const GetenvRequest: MessageFns<GetenvRequest> = {
+  encode(message: GetenvRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetenvRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetenvRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetenvRequest {
+    return { key: isSet(object.key) ? globalThis.String(object.key) : "" };
+  },
+
+  toJSON(message: GetenvRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetenvRequest>): GetenvRequest {
+    return GetenvRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetenvRequest>): GetenvRequest {
+    const message = createBaseGetenvRequest();
+    message.key = object.key ?? "";
+    return message;
+  },
+};
+
+function createBaseGetenvResponse(): GetenvResponse {
+  return { value: "", present: false };
+}
+
+export const GetenvResponse: MessageFns<GetenvResponse> = {
+  encode(message: GetenvResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.value !== "") {
+      writer.uint32(10).string(message.value);
+    }
+    if (message.present !== false) {
+      writer.uint32(16).bool(message.present);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetenvResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetenvResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.present = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetenvResponse {
+    return {
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+      present: isSet(object.present) ? globalThis.Boolean(object.present) : false,
+    };
+  },
+
+  toJSON(message: GetenvResponse): unknown {
+    const obj: any = {};
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    if (message.present !== false) {
+      obj.present = message.present;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetenvResponse>): GetenvResponse {
+    return GetenvResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetenvResponse>): GetenvResponse {
+    const message = createBaseGetenvResponse();
+    message.value = object.value ?? "";
+    message.present = object.present ?? false;
+    return message;
+  },
+};
+
+function createBaseSetenvRequest(): SetenvRequest {
+  return { key: "", value: "" };
+}
+
+export const SetenvRequest: MessageFns<SetenvRequest> = {
+  encode(message: SetenvRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetenvRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetenvRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetenvRequest {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: SetenvRequest): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetenvRequest>): SetenvRequest {
+    return SetenvRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetenvRequest>): SetenvRequest {
+    const message = createBaseSetenvRequest();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSetenvResponse(): SetenvResponse {
+  return {};
+}
+
+export const SetenvResponse: MessageFns<SetenvResponse> = {
+  encode(_: SetenvResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetenvResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetenvResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): SetenvResponse {
+    return {};
+  },
+
+  toJSON(_: SetenvResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetenvResponse>): SetenvResponse {
+    return SetenvResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<SetenvResponse>): SetenvResponse {
+    const message = createBaseSetenvResponse();
+    return message;
+  },
+};
+
+function createBaseFreezeRequest(): FreezeRequest {
+  return {};
+}
+
+export const FreezeRequest: MessageFns<FreezeRequest> = {
+  encode(_: FreezeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FreezeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFreezeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): FreezeRequest {
+    return {};
+  },
+
+  toJSON(_: FreezeRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<FreezeRequest>): FreezeRequest {
+    return FreezeRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<FreezeRequest>): FreezeRequest {
+    const message = createBaseFreezeRequest();
+    return message;
+  },
+};
+
+function createBaseFreezeResponse(): FreezeResponse {
+  return {};
+}
+
+export const FreezeResponse: MessageFns<FreezeResponse> = {
+  encode(_: FreezeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FreezeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFreezeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): FreezeResponse {
+    return {};
+  },
+
+  toJSON(_: FreezeResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<FreezeResponse>): FreezeResponse {
+    return FreezeResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<FreezeResponse>): FreezeResponse {
+    const message = createBaseFreezeResponse();
+    return message;
+  },
+};
+
+function createBaseThawRequest(): ThawRequest {
+  return {};
+}
+
+export const ThawRequest: MessageFns<ThawRequest> = {
+  encode(_: ThawRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ThawRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseThawRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ThawRequest {
+    return {};
+  },
+
+  toJSON(_: ThawRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ThawRequest>): ThawRequest {
+    return ThawRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ThawRequest>): ThawRequest {
+    const message = createBaseThawRequest();
+    return message;
+  },
+};
+
+function createBaseThawResponse(): ThawResponse {
+  return {};
+}
+
+export const ThawResponse: MessageFns<ThawResponse> = {
+  encode(_: ThawResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ThawResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseThawResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ThawResponse {
+    return {};
+  },
+
+  toJSON(_: ThawResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<ThawResponse>): ThawResponse {
+    return ThawResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<ThawResponse>): ThawResponse {
+    const message = createBaseThawResponse();
+    return message;
+  },
+};
+
+function createBaseTrimRequest(): TrimRequest {
+  return { path: "", minLength: 0n };
+}
+
+export const TrimRequest: MessageFns<TrimRequest> = {
+  encode(message: TrimRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.minLength !== 0n) {
+      if (BigInt.asUintN(64, message.minLength) !== message.minLength) {
+        throw new globalThis.Error("value provided for field message.minLength of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.minLength);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrimRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrimRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.minLength = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrimRequest {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      minLength: isSet(object.minLength)
+        ? BigInt(object.minLength)
+        : isSet(object.min_length)
+        ? BigInt(object.min_length)
+        : 0n,
+    };
+  },
+
+  toJSON(message: TrimRequest): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.minLength !== 0n) {
+      obj.minLength = message.minLength.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TrimRequest>): TrimRequest {
+    return TrimRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TrimRequest>): TrimRequest {
+    const message = createBaseTrimRequest();
+    message.path = object.path ?? "";
+    message.minLength = (object.minLength !== undefined && object.minLength !== null) ? BigInt(object.minLength) : 0n;
+    return message;
+  },
+};
+
+function createBaseTrimResponse(): TrimResponse {
+  return { trimmedBytes: 0n };
+}
+
+export const TrimResponse: MessageFns<TrimResponse> = {
+  encode(message: TrimResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.trimmedBytes !== 0n) {
+      if (BigInt.asUintN(64, message.trimmedBytes) !== message.trimmedBytes) {
+        throw new globalThis.Error("value provided for field message.trimmedBytes of type uint64 too large");
+      }
+      writer.uint32(8).uint64(message.trimmedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrimResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrimResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.trimmedBytes = reader.uint64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrimResponse {
+    return {
+      trimmedBytes: isSet(object.trimmedBytes)
+        ? BigInt(object.trimmedBytes)
+        : isSet(object.trimmed_bytes)
+        ? BigInt(object.trimmed_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: TrimResponse): unknown {
+    const obj: any = {};
+    if (message.trimmedBytes !== 0n) {
+      obj.trimmedBytes = message.trimmedBytes.toString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<TrimResponse>): TrimResponse {
+    return TrimResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<TrimResponse>): TrimResponse {
+    const message = createBaseTrimResponse();
+    message.trimmedBytes = (object.trimmedBytes !== undefined && object.trimmedBytes !== null)
+      ? BigInt(object.trimmedBytes)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseRegisterBinfmtRequest(): RegisterBinfmtRequest {
+  return { imageArch: undefined, rosetta: undefined, interpreter: "" };
+}
+
+export const RegisterBinfmtRequest: MessageFns<RegisterBinfmtRequest> = {
+  encode(message: RegisterBinfmtRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.imageArch !== undefined) {
+      writer.uint32(10).string(message.imageArch);
+    }
+    if (message.rosetta !== undefined) {
+      writer.uint32(16).bool(message.rosetta);
+    }
+    if (message.interpreter !== "") {
+      writer.uint32(26).string(message.interpreter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterBinfmtRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterBinfmtRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.imageArch = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rosetta = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.interpreter = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterBinfmtRequest {
+    return {
+      imageArch: isSet(object.imageArch)
+        ? globalThis.String(object.imageArch)
+        : isSet(object.image_arch)
+        ? globalThis.String(object.image_arch)
+        : undefined,
+      rosetta: isSet(object.rosetta) ? globalThis.Boolean(object.rosetta) : undefined,
+      interpreter: isSet(object.interpreter) ? globalThis.String(object.interpreter) : "",
+    };
+  },
+
+  toJSON(message: RegisterBinfmtRequest): unknown {
+    const obj: any = {};
+    if (message.imageArch !== undefined) {
+      obj.imageArch = message.imageArch;
+    }
+    if (message.rosetta !== undefined) {
+      obj.rosetta = message.rosetta;
+    }
+    if (message.interpreter !== "") {
+      obj.interpreter = message.interpreter;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterBinfmtRequest>): RegisterBinfmtRequest {
+    return RegisterBinfmtRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterBinfmtRequest>): RegisterBinfmtRequest {
+    const message = createBaseRegisterBinfmtRequest();
+    message.imageArch = object.imageArch ?? undefined;
+    message.rosetta = object.rosetta ?? undefined;
+    message.interpreter = object.interpreter ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterBinfmtResponse(): RegisterBinfmtResponse {
+  return { registered: false, name: "", entry: "" };
+}
+
+export const RegisterBinfmtResponse: MessageFns<RegisterBinfmtResponse> = {
+  encode(message: RegisterBinfmtResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.registered !== false) {
+      writer.uint32(8).bool(message.registered);
+    }
+    if (message.name !== "") {
+      writer.uint32(18).string(message.name);
+    }
+    if (message.entry !== "") {
+      writer.uint32(26).string(message.entry);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterBinfmtResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterBinfmtResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.registered = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.entry = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterBinfmtResponse {
+    return {
+      registered: isSet(object.registered) ? globalThis.Boolean(object.registered) : false,
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      entry: isSet(object.entry) ? globalThis.String(object.entry) : "",
+    };
+  },
+
+  toJSON(message: RegisterBinfmtResponse): unknown {
+    const obj: any = {};
+    if (message.registered !== false) {
+      obj.registered = message.registered;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.entry !== "") {
+      obj.entry = message.entry;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RegisterBinfmtResponse>): RegisterBinfmtResponse {
+    return RegisterBinfmtResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RegisterBinfmtResponse>): RegisterBinfmtResponse {
+    const message = createBaseRegisterBinfmtResponse();
+    message.registered = object.registered ?? false;
+    message.name = object.name ?? "";
+    message.entry = object.entry ?? "";
+    return message;
+  },
+};
+
+function createBaseLinkUpRequest(): LinkUpRequest {
+  return { link: "" };
+}
+
+export const LinkUpRequest: MessageFns<LinkUpRequest> = {
+  encode(message: LinkUpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.link !== "") {
+      writer.uint32(10).string(message.link);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LinkUpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLinkUpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.link = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LinkUpRequest {
+    return { link: isSet(object.link) ? globalThis.String(object.link) : "" };
+  },
+
+  toJSON(message: LinkUpRequest): unknown {
+    const obj: any = {};
+    if (message.link !== "") {
+      obj.link = message.link;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LinkUpRequest>): LinkUpRequest {
+    return LinkUpRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LinkUpRequest>): LinkUpRequest {
+    const message = createBaseLinkUpRequest();
+    message.link = object.link ?? "";
+    return message;
+  },
+};
+
+function createBaseLinkUpResponse(): LinkUpResponse {
+  return {};
+}
+
+export const LinkUpResponse: MessageFns<LinkUpResponse> = {
+  encode(_: LinkUpResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LinkUpResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLinkUpResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): LinkUpResponse {
+    return {};
+  },
+
+  toJSON(_: LinkUpResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<LinkUpResponse>): LinkUpResponse {
+    return LinkUpResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<LinkUpResponse>): LinkUpResponse {
+    const message = createBaseLinkUpResponse();
+    return message;
+  },
+};
+
+function createBaseAddAddressRequest(): AddAddressRequest {
+  return { link: "", cidr: "" };
+}
+
+export const AddAddressRequest: MessageFns<AddAddressRequest> = {
+  encode(message: AddAddressRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.link !== "") {
+      writer.uint32(10).string(message.link);
+    }
+    if (message.cidr !== "") {
+      writer.uint32(18).string(message.cidr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddAddressRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddAddressRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.link = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cidr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddAddressRequest {
+    return {
+      link: isSet(object.link) ? globalThis.String(object.link) : "",
+      cidr: isSet(object.cidr) ? globalThis.String(object.cidr) : "",
+    };
+  },
+
+  toJSON(message: AddAddressRequest): unknown {
+    const obj: any = {};
+    if (message.link !== "") {
+      obj.link = message.link;
+    }
+    if (message.cidr !== "") {
+      obj.cidr = message.cidr;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddAddressRequest>): AddAddressRequest {
+    return AddAddressRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddAddressRequest>): AddAddressRequest {
+    const message = createBaseAddAddressRequest();
+    message.link = object.link ?? "";
+    message.cidr = object.cidr ?? "";
+    return message;
+  },
+};
+
+function createBaseAddAddressResponse(): AddAddressResponse {
+  return {};
+}
+
+export const AddAddressResponse: MessageFns<AddAddressResponse> = {
+  encode(_: AddAddressResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddAddressResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddAddressResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AddAddressResponse {
+    return {};
+  },
+
+  toJSON(_: AddAddressResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddAddressResponse>): AddAddressResponse {
+    return AddAddressResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<AddAddressResponse>): AddAddressResponse {
+    const message = createBaseAddAddressResponse();
+    return message;
+  },
+};
+
+function createBaseAddRouteRequest(): AddRouteRequest {
+  return { destination: "", gateway: "", link: "" };
+}
+
+export const AddRouteRequest: MessageFns<AddRouteRequest> = {
+  encode(message: AddRouteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.destination !== "") {
+      writer.uint32(10).string(message.destination);
+    }
+    if (message.gateway !== "") {
+      writer.uint32(18).string(message.gateway);
+    }
+    if (message.link !== "") {
+      writer.uint32(26).string(message.link);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddRouteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddRouteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.destination = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.link = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddRouteRequest {
+    return {
+      destination: isSet(object.destination) ? globalThis.String(object.destination) : "",
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      link: isSet(object.link) ? globalThis.String(object.link) : "",
+    };
+  },
+
+  toJSON(message: AddRouteRequest): unknown {
+    const obj: any = {};
+    if (message.destination !== "") {
+      obj.destination = message.destination;
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.link !== "") {
+      obj.link = message.link;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddRouteRequest>): AddRouteRequest {
+    return AddRouteRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<AddRouteRequest>): AddRouteRequest {
+    const message = createBaseAddRouteRequest();
+    message.destination = object.destination ?? "";
+    message.gateway = object.gateway ?? "";
+    message.link = object.link ?? "";
+    return message;
+  },
+};
+
+function createBaseAddRouteResponse(): AddRouteResponse {
+  return {};
+}
+
+export const AddRouteResponse: MessageFns<AddRouteResponse> = {
+  encode(_: AddRouteResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddRouteResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddRouteResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AddRouteResponse {
+    return {};
+  },
+
+  toJSON(_: AddRouteResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<AddRouteResponse>): AddRouteResponse {
+    return AddRouteResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<AddRouteResponse>): AddRouteResponse {
+    const message = createBaseAddRouteResponse();
+    return message;
+  },
+};
+
+function createBaseWriteResolvConfRequest(): WriteResolvConfRequest {
+  return { rootfs: "", nameservers: [], search: [], options: [] };
+}
+
+export const WriteResolvConfRequest: MessageFns<WriteResolvConfRequest> = {
+  encode(message: WriteResolvConfRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    for (const v of message.nameservers) {
+      writer.uint32(18).string(v!);
+    }
+    for (const v of message.search) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.options) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteResolvConfRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteResolvConfRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nameservers.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.search.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.options.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteResolvConfRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      nameservers: globalThis.Array.isArray(object?.nameservers)
+        ? object.nameservers.map((e: any) => globalThis.String(e))
+        : [],
+      search: globalThis.Array.isArray(object?.search) ? object.search.map((e: any) => globalThis.String(e)) : [],
+      options: globalThis.Array.isArray(object?.options) ? object.options.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: WriteResolvConfRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.nameservers?.length) {
+      obj.nameservers = message.nameservers;
+    }
+    if (message.search?.length) {
+      obj.search = message.search;
+    }
+    if (message.options?.length) {
+      obj.options = message.options;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteResolvConfRequest>): WriteResolvConfRequest {
+    return WriteResolvConfRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WriteResolvConfRequest>): WriteResolvConfRequest {
+    const message = createBaseWriteResolvConfRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.nameservers = object.nameservers?.map((e) => e) || [];
+    message.search = object.search?.map((e) => e) || [];
+    message.options = object.options?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseWriteResolvConfResponse(): WriteResolvConfResponse {
+  return {};
+}
+
+export const WriteResolvConfResponse: MessageFns<WriteResolvConfResponse> = {
+  encode(_: WriteResolvConfResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteResolvConfResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteResolvConfResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WriteResolvConfResponse {
+    return {};
+  },
+
+  toJSON(_: WriteResolvConfResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteResolvConfResponse>): WriteResolvConfResponse {
+    return WriteResolvConfResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WriteResolvConfResponse>): WriteResolvConfResponse {
+    const message = createBaseWriteResolvConfResponse();
+    return message;
+  },
+};
+
+function createBaseHostsEntry(): HostsEntry {
+  return { ip: "", hostnames: [] };
+}
+
+export const HostsEntry: MessageFns<HostsEntry> = {
+  encode(message: HostsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ip !== "") {
+      writer.uint32(10).string(message.ip);
+    }
+    for (const v of message.hostnames) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ip = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostnames.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostsEntry {
+    return {
+      ip: isSet(object.ip) ? globalThis.String(object.ip) : "",
+      hostnames: globalThis.Array.isArray(object?.hostnames)
+        ? object.hostnames.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: HostsEntry): unknown {
+    const obj: any = {};
+    if (message.ip !== "") {
+      obj.ip = message.ip;
+    }
+    if (message.hostnames?.length) {
+      obj.hostnames = message.hostnames;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HostsEntry>): HostsEntry {
+    return HostsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HostsEntry>): HostsEntry {
+    const message = createBaseHostsEntry();
+    message.ip = object.ip ?? "";
+    message.hostnames = object.hostnames?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseWriteHostsRequest(): WriteHostsRequest {
+  return { rootfs: "", entries: [] };
+}
+
+export const WriteHostsRequest: MessageFns<WriteHostsRequest> = {
+  encode(message: WriteHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rootfs !== "") {
+      writer.uint32(10).string(message.rootfs);
+    }
+    for (const v of message.entries) {
+      HostsEntry.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteHostsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteHostsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.entries.push(HostsEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WriteHostsRequest {
+    return {
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      entries: globalThis.Array.isArray(object?.entries) ? object.entries.map((e: any) => HostsEntry.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: WriteHostsRequest): unknown {
+    const obj: any = {};
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => HostsEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteHostsRequest>): WriteHostsRequest {
+    return WriteHostsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WriteHostsRequest>): WriteHostsRequest {
+    const message = createBaseWriteHostsRequest();
+    message.rootfs = object.rootfs ?? "";
+    message.entries = object.entries?.map((e) => HostsEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWriteHostsResponse(): WriteHostsResponse {
+  return {};
+}
+
+export const WriteHostsResponse: MessageFns<WriteHostsResponse> = {
+  encode(_: WriteHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WriteHostsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWriteHostsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WriteHostsResponse {
+    return {};
+  },
+
+  toJSON(_: WriteHostsResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<WriteHostsResponse>): WriteHostsResponse {
+    return WriteHostsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<WriteHostsResponse>): WriteHostsResponse {
+    const message = createBaseWriteHostsResponse();
+    return message;
+  },
+};
+
+function createBaseRelayUnixRequest(): RelayUnixRequest {
+  return { id: "", rootfs: "", path: "", port: 0, direction: 0, mode: 0 };
+}
+
+export const RelayUnixRequest: MessageFns<RelayUnixRequest> = {
+  encode(message: RelayUnixRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.rootfs !== "") {
+      writer.uint32(18).string(message.rootfs);
+    }
+    if (message.path !== "") {
+      writer.uint32(26).string(message.path);
+    }
+    if (message.port !== 0) {
+      writer.uint32(32).uint32(message.port);
+    }
+    if (message.direction !== 0) {
+      writer.uint32(40).int32(message.direction);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(48).uint32(message.mode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelayUnixRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelayUnixRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootfs = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.port = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.direction = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RelayUnixRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      rootfs: isSet(object.rootfs) ? globalThis.String(object.rootfs) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      port: isSet(object.port) ? globalThis.Number(object.port) : 0,
+      direction: isSet(object.direction) ? relayDirectionFromJSON(object.direction) : 0,
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+    };
+  },
+
+  toJSON(message: RelayUnixRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.rootfs !== "") {
+      obj.rootfs = message.rootfs;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.port !== 0) {
+      obj.port = Math.round(message.port);
+    }
+    if (message.direction !== 0) {
+      obj.direction = relayDirectionToJSON(message.direction);
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<RelayUnixRequest>): RelayUnixRequest {
+    return RelayUnixRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RelayUnixRequest>): RelayUnixRequest {
+    const message = createBaseRelayUnixRequest();
+    message.id = object.id ?? "";
+    message.rootfs = object.rootfs ?? "";
+    message.path = object.path ?? "";
+    message.port = object.port ?? 0;
+    message.direction = object.direction ?? 0;
+    message.mode = object.mode ?? 0;
+    return message;
+  },
+};
+
+function createBaseRelayUnixResponse(): RelayUnixResponse {
+  return {};
+}
+
+export const RelayUnixResponse: MessageFns<RelayUnixResponse> = {
+  encode(_: RelayUnixResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RelayUnixResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRelayUnixResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RelayUnixResponse {
+    return {};
+  },
+
+  toJSON(_: RelayUnixResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<RelayUnixResponse>): RelayUnixResponse {
+    return RelayUnixResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RelayUnixResponse>): RelayUnixResponse {
+    const message = createBaseRelayUnixResponse();
+    return message;
+  },
+};
+
+function createBaseStopRelayRequest(): StopRelayRequest {
+  return { id: "" };
+}
+
+export const StopRelayRequest: MessageFns<StopRelayRequest> = {
+  encode(message: StopRelayRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopRelayRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopRelayRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopRelayRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: StopRelayRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopRelayRequest>): StopRelayRequest {
+    return StopRelayRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StopRelayRequest>): StopRelayRequest {
+    const message = createBaseStopRelayRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseStopRelayResponse(): StopRelayResponse {
+  return {};
+}
+
+export const StopRelayResponse: MessageFns<StopRelayResponse> = {
+  encode(_: StopRelayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopRelayResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopRelayResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StopRelayResponse {
+    return {};
+  },
+
+  toJSON(_: StopRelayResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopRelayResponse>): StopRelayResponse {
+    return StopRelayResponse.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StopRelayResponse>): StopRelayResponse {
+    const message = createBaseStopRelayResponse();
+    return message;
+  },
+};
+
 export type AgentService = typeof AgentService;
 export const AgentService = {
   /** Liveness and version; cheap enough to be the floor of a round trip. */
@@ -3721,6 +7109,251 @@ export const AgentService = {
     responseSerialize: (value: ShutdownResponse): Buffer => Buffer.from(ShutdownResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShutdownResponse => ShutdownResponse.decode(value),
   },
+  /**
+   * Unmounts the filesystem mounted at `path` (invalidArgument when it is not
+   * a mount point, invalidState while it is busy unless `lazy`).
+   */
+  unmount: {
+    path: "/container.agent.v1.Agent/Unmount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UnmountRequest): Buffer => Buffer.from(UnmountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UnmountRequest => UnmountRequest.decode(value),
+    responseSerialize: (value: UnmountResponse): Buffer => Buffer.from(UnmountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UnmountResponse => UnmountResponse.decode(value),
+  },
+  /**
+   * Creates a directory with `mode` (0: 0755); with `parents`, also the
+   * missing ones above it (0755), and an existing directory is no error.
+   */
+  mkdir: {
+    path: "/container.agent.v1.Agent/Mkdir" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MkdirRequest): Buffer => Buffer.from(MkdirRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MkdirRequest => MkdirRequest.decode(value),
+    responseSerialize: (value: MkdirResponse): Buffer => Buffer.from(MkdirResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MkdirResponse => MkdirResponse.decode(value),
+  },
+  /**
+   * Writes `data` to a regular file, created with `mode` (0: 0644) when
+   * missing, else truncated (or appended to, with `append`). A final symlink
+   * is followed (within the rootfs). Anything but a regular file is
+   * invalidArgument; `exclusive` makes an existing file exists.
+   */
+  writeFile: {
+    path: "/container.agent.v1.Agent/WriteFile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteFileRequest): Buffer => Buffer.from(WriteFileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteFileRequest => WriteFileRequest.decode(value),
+    responseSerialize: (value: WriteFileResponse): Buffer => Buffer.from(WriteFileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteFileResponse => WriteFileResponse.decode(value),
+  },
+  /**
+   * Describes `path` itself: a final symlink is not followed, its target is
+   * reported.
+   */
+  stat: {
+    path: "/container.agent.v1.Agent/Stat" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatRequest): Buffer => Buffer.from(StatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatRequest => StatRequest.decode(value),
+    responseSerialize: (value: StatResponse): Buffer => Buffer.from(StatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatResponse => StatResponse.decode(value),
+  },
+  /**
+   * Reads, and with `value` first writes, /proc/sys/<name> ("vm.swappiness"
+   * or "vm/swappiness"). A malformed name is invalidArgument, an unknown one
+   * notFound, a value the kernel refuses invalidArgument.
+   */
+  sysctl: {
+    path: "/container.agent.v1.Agent/Sysctl" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SysctlRequest): Buffer => Buffer.from(SysctlRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SysctlRequest => SysctlRequest.decode(value),
+    responseSerialize: (value: SysctlResponse): Buffer => Buffer.from(SysctlResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SysctlResponse => SysctlResponse.decode(value),
+  },
+  /** Sets the guest's wall clock (CLOCK_REALTIME), e.g. after the host slept. */
+  setTime: {
+    path: "/container.agent.v1.Agent/SetTime" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetTimeRequest): Buffer => Buffer.from(SetTimeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetTimeRequest => SetTimeRequest.decode(value),
+    responseSerialize: (value: SetTimeResponse): Buffer => Buffer.from(SetTimeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetTimeResponse => SetTimeResponse.decode(value),
+  },
+  /**
+   * vminitd's own environment (not that of container processes, which get
+   * theirs whole from ProcessSpec.env).
+   */
+  getenv: {
+    path: "/container.agent.v1.Agent/Getenv" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetenvRequest): Buffer => Buffer.from(GetenvRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetenvRequest => GetenvRequest.decode(value),
+    responseSerialize: (value: GetenvResponse): Buffer => Buffer.from(GetenvResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetenvResponse => GetenvResponse.decode(value),
+  },
+  setenv: {
+    path: "/container.agent.v1.Agent/Setenv" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetenvRequest): Buffer => Buffer.from(SetenvRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetenvRequest => SetenvRequest.decode(value),
+    responseSerialize: (value: SetenvResponse): Buffer => Buffer.from(SetenvResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetenvResponse => SetenvResponse.decode(value),
+  },
+  /**
+   * Freezes every process of the container (cgroup v2 cgroup.freeze) and
+   * returns once the kernel reports the group frozen; invalidState before
+   * the container has started, timeout when it does not freeze within the
+   * call's deadline (10 s without one).
+   */
+  freeze: {
+    path: "/container.agent.v1.Agent/Freeze" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: FreezeRequest): Buffer => Buffer.from(FreezeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FreezeRequest => FreezeRequest.decode(value),
+    responseSerialize: (value: FreezeResponse): Buffer => Buffer.from(FreezeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FreezeResponse => FreezeResponse.decode(value),
+  },
+  /** Thaws the container's cgroup; returns once it runs again. */
+  thaw: {
+    path: "/container.agent.v1.Agent/Thaw" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ThawRequest): Buffer => Buffer.from(ThawRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ThawRequest => ThawRequest.decode(value),
+    responseSerialize: (value: ThawResponse): Buffer => Buffer.from(ThawResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ThawResponse => ThawResponse.decode(value),
+  },
+  /**
+   * Discards the unused blocks of the filesystem mounted at `path` (FITRIM),
+   * so a sparse disk image shrinks on the host. unsupported when the
+   * filesystem or its device cannot discard.
+   */
+  trim: {
+    path: "/container.agent.v1.Agent/Trim" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TrimRequest): Buffer => Buffer.from(TrimRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TrimRequest => TrimRequest.decode(value),
+    responseSerialize: (value: TrimResponse): Buffer => Buffer.from(TrimResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TrimResponse => TrimResponse.decode(value),
+  },
+  /**
+   * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
+   * binaries of another architecture run through an emulator: qemu-user
+   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * as a guest path: notFound when it is missing. A rule of the same name
+   * is replaced.
+   */
+  registerBinfmt: {
+    path: "/container.agent.v1.Agent/RegisterBinfmt" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterBinfmtRequest): Buffer =>
+      Buffer.from(RegisterBinfmtRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterBinfmtRequest => RegisterBinfmtRequest.decode(value),
+    responseSerialize: (value: RegisterBinfmtResponse): Buffer =>
+      Buffer.from(RegisterBinfmtResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterBinfmtResponse => RegisterBinfmtResponse.decode(value),
+  },
+  /** Sets a link up. */
+  linkUp: {
+    path: "/container.agent.v1.Agent/LinkUp" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: LinkUpRequest): Buffer => Buffer.from(LinkUpRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): LinkUpRequest => LinkUpRequest.decode(value),
+    responseSerialize: (value: LinkUpResponse): Buffer => Buffer.from(LinkUpResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): LinkUpResponse => LinkUpResponse.decode(value),
+  },
+  /** Adds an address ("10.0.0.2/24", "fd00::2/64") to a link. */
+  addAddress: {
+    path: "/container.agent.v1.Agent/AddAddress" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddAddressRequest): Buffer => Buffer.from(AddAddressRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddAddressRequest => AddAddressRequest.decode(value),
+    responseSerialize: (value: AddAddressResponse): Buffer => Buffer.from(AddAddressResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddAddressResponse => AddAddressResponse.decode(value),
+  },
+  /**
+   * Adds a route to the main table: to `destination` (a CIDR; "" or
+   * "default" for the default route) via `gateway` and/or out of `link`
+   * (at least one of the two).
+   */
+  addRoute: {
+    path: "/container.agent.v1.Agent/AddRoute" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddRouteRequest): Buffer => Buffer.from(AddRouteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddRouteRequest => AddRouteRequest.decode(value),
+    responseSerialize: (value: AddRouteResponse): Buffer => Buffer.from(AddRouteResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AddRouteResponse => AddRouteResponse.decode(value),
+  },
+  /** Writes the rootfs's /etc/resolv.conf (replacing it). */
+  writeResolvConf: {
+    path: "/container.agent.v1.Agent/WriteResolvConf" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteResolvConfRequest): Buffer =>
+      Buffer.from(WriteResolvConfRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteResolvConfRequest => WriteResolvConfRequest.decode(value),
+    responseSerialize: (value: WriteResolvConfResponse): Buffer =>
+      Buffer.from(WriteResolvConfResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteResolvConfResponse => WriteResolvConfResponse.decode(value),
+  },
+  /**
+   * Writes the rootfs's /etc/hosts (replacing it) with the entries given,
+   * in order.
+   */
+  writeHosts: {
+    path: "/container.agent.v1.Agent/WriteHosts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteHostsRequest): Buffer => Buffer.from(WriteHostsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteHostsRequest => WriteHostsRequest.decode(value),
+    responseSerialize: (value: WriteHostsResponse): Buffer => Buffer.from(WriteHostsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteHostsResponse => WriteHostsResponse.decode(value),
+  },
+  /**
+   * Relays between a unix socket in the guest and host vsock ports, until
+   * StopRelay. Each connection is copied both ways, each direction closed
+   * (half-close) once its source ends. Errors: a duplicate id is exists; a
+   * socket path that exists already is exists (GUEST_LISTEN); a vsock port
+   * in use is exists (GUEST_DIAL).
+   */
+  relayUnix: {
+    path: "/container.agent.v1.Agent/RelayUnix" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RelayUnixRequest): Buffer => Buffer.from(RelayUnixRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RelayUnixRequest => RelayUnixRequest.decode(value),
+    responseSerialize: (value: RelayUnixResponse): Buffer => Buffer.from(RelayUnixResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RelayUnixResponse => RelayUnixResponse.decode(value),
+  },
+  /**
+   * Stops a relay: its listener and every connection it carries are
+   * closed, and a socket it made is removed. notFound for an unknown id.
+   */
+  stopRelay: {
+    path: "/container.agent.v1.Agent/StopRelay" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopRelayRequest): Buffer => Buffer.from(StopRelayRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopRelayRequest => StopRelayRequest.decode(value),
+    responseSerialize: (value: StopRelayResponse): Buffer => Buffer.from(StopRelayResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StopRelayResponse => StopRelayResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServer extends UntypedServiceImplementation {
@@ -3783,6 +7416,95 @@ export interface AgentServer extends UntypedServiceImplementation {
    * the power-off, which the host observes as the hypervisor exiting.
    */
   shutdown: handleUnaryCall<ShutdownRequest, ShutdownResponse>;
+  /**
+   * Unmounts the filesystem mounted at `path` (invalidArgument when it is not
+   * a mount point, invalidState while it is busy unless `lazy`).
+   */
+  unmount: handleUnaryCall<UnmountRequest, UnmountResponse>;
+  /**
+   * Creates a directory with `mode` (0: 0755); with `parents`, also the
+   * missing ones above it (0755), and an existing directory is no error.
+   */
+  mkdir: handleUnaryCall<MkdirRequest, MkdirResponse>;
+  /**
+   * Writes `data` to a regular file, created with `mode` (0: 0644) when
+   * missing, else truncated (or appended to, with `append`). A final symlink
+   * is followed (within the rootfs). Anything but a regular file is
+   * invalidArgument; `exclusive` makes an existing file exists.
+   */
+  writeFile: handleUnaryCall<WriteFileRequest, WriteFileResponse>;
+  /**
+   * Describes `path` itself: a final symlink is not followed, its target is
+   * reported.
+   */
+  stat: handleUnaryCall<StatRequest, StatResponse>;
+  /**
+   * Reads, and with `value` first writes, /proc/sys/<name> ("vm.swappiness"
+   * or "vm/swappiness"). A malformed name is invalidArgument, an unknown one
+   * notFound, a value the kernel refuses invalidArgument.
+   */
+  sysctl: handleUnaryCall<SysctlRequest, SysctlResponse>;
+  /** Sets the guest's wall clock (CLOCK_REALTIME), e.g. after the host slept. */
+  setTime: handleUnaryCall<SetTimeRequest, SetTimeResponse>;
+  /**
+   * vminitd's own environment (not that of container processes, which get
+   * theirs whole from ProcessSpec.env).
+   */
+  getenv: handleUnaryCall<GetenvRequest, GetenvResponse>;
+  setenv: handleUnaryCall<SetenvRequest, SetenvResponse>;
+  /**
+   * Freezes every process of the container (cgroup v2 cgroup.freeze) and
+   * returns once the kernel reports the group frozen; invalidState before
+   * the container has started, timeout when it does not freeze within the
+   * call's deadline (10 s without one).
+   */
+  freeze: handleUnaryCall<FreezeRequest, FreezeResponse>;
+  /** Thaws the container's cgroup; returns once it runs again. */
+  thaw: handleUnaryCall<ThawRequest, ThawResponse>;
+  /**
+   * Discards the unused blocks of the filesystem mounted at `path` (FITRIM),
+   * so a sparse disk image shrinks on the host. unsupported when the
+   * filesystem or its device cannot discard.
+   */
+  trim: handleUnaryCall<TrimRequest, TrimResponse>;
+  /**
+   * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
+   * binaries of another architecture run through an emulator: qemu-user
+   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * as a guest path: notFound when it is missing. A rule of the same name
+   * is replaced.
+   */
+  registerBinfmt: handleUnaryCall<RegisterBinfmtRequest, RegisterBinfmtResponse>;
+  /** Sets a link up. */
+  linkUp: handleUnaryCall<LinkUpRequest, LinkUpResponse>;
+  /** Adds an address ("10.0.0.2/24", "fd00::2/64") to a link. */
+  addAddress: handleUnaryCall<AddAddressRequest, AddAddressResponse>;
+  /**
+   * Adds a route to the main table: to `destination` (a CIDR; "" or
+   * "default" for the default route) via `gateway` and/or out of `link`
+   * (at least one of the two).
+   */
+  addRoute: handleUnaryCall<AddRouteRequest, AddRouteResponse>;
+  /** Writes the rootfs's /etc/resolv.conf (replacing it). */
+  writeResolvConf: handleUnaryCall<WriteResolvConfRequest, WriteResolvConfResponse>;
+  /**
+   * Writes the rootfs's /etc/hosts (replacing it) with the entries given,
+   * in order.
+   */
+  writeHosts: handleUnaryCall<WriteHostsRequest, WriteHostsResponse>;
+  /**
+   * Relays between a unix socket in the guest and host vsock ports, until
+   * StopRelay. Each connection is copied both ways, each direction closed
+   * (half-close) once its source ends. Errors: a duplicate id is exists; a
+   * socket path that exists already is exists (GUEST_LISTEN); a vsock port
+   * in use is exists (GUEST_DIAL).
+   */
+  relayUnix: handleUnaryCall<RelayUnixRequest, RelayUnixResponse>;
+  /**
+   * Stops a relay: its listener and every connection it carries are
+   * closed, and a socket it made is removed. notFound for an unknown id.
+   */
+  stopRelay: handleUnaryCall<StopRelayRequest, StopRelayResponse>;
 }
 
 export interface AgentClient extends Client {
@@ -4021,6 +7743,352 @@ export interface AgentClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShutdownResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Unmounts the filesystem mounted at `path` (invalidArgument when it is not
+   * a mount point, invalidState while it is busy unless `lazy`).
+   */
+  unmount(
+    request: UnmountRequest,
+    callback: (error: ServiceError | null, response: UnmountResponse) => void,
+  ): ClientUnaryCall;
+  unmount(
+    request: UnmountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UnmountResponse) => void,
+  ): ClientUnaryCall;
+  unmount(
+    request: UnmountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UnmountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Creates a directory with `mode` (0: 0755); with `parents`, also the
+   * missing ones above it (0755), and an existing directory is no error.
+   */
+  mkdir(
+    request: MkdirRequest,
+    callback: (error: ServiceError | null, response: MkdirResponse) => void,
+  ): ClientUnaryCall;
+  mkdir(
+    request: MkdirRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MkdirResponse) => void,
+  ): ClientUnaryCall;
+  mkdir(
+    request: MkdirRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MkdirResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Writes `data` to a regular file, created with `mode` (0: 0644) when
+   * missing, else truncated (or appended to, with `append`). A final symlink
+   * is followed (within the rootfs). Anything but a regular file is
+   * invalidArgument; `exclusive` makes an existing file exists.
+   */
+  writeFile(
+    request: WriteFileRequest,
+    callback: (error: ServiceError | null, response: WriteFileResponse) => void,
+  ): ClientUnaryCall;
+  writeFile(
+    request: WriteFileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteFileResponse) => void,
+  ): ClientUnaryCall;
+  writeFile(
+    request: WriteFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteFileResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Describes `path` itself: a final symlink is not followed, its target is
+   * reported.
+   */
+  stat(request: StatRequest, callback: (error: ServiceError | null, response: StatResponse) => void): ClientUnaryCall;
+  stat(
+    request: StatRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatResponse) => void,
+  ): ClientUnaryCall;
+  stat(
+    request: StatRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Reads, and with `value` first writes, /proc/sys/<name> ("vm.swappiness"
+   * or "vm/swappiness"). A malformed name is invalidArgument, an unknown one
+   * notFound, a value the kernel refuses invalidArgument.
+   */
+  sysctl(
+    request: SysctlRequest,
+    callback: (error: ServiceError | null, response: SysctlResponse) => void,
+  ): ClientUnaryCall;
+  sysctl(
+    request: SysctlRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SysctlResponse) => void,
+  ): ClientUnaryCall;
+  sysctl(
+    request: SysctlRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SysctlResponse) => void,
+  ): ClientUnaryCall;
+  /** Sets the guest's wall clock (CLOCK_REALTIME), e.g. after the host slept. */
+  setTime(
+    request: SetTimeRequest,
+    callback: (error: ServiceError | null, response: SetTimeResponse) => void,
+  ): ClientUnaryCall;
+  setTime(
+    request: SetTimeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetTimeResponse) => void,
+  ): ClientUnaryCall;
+  setTime(
+    request: SetTimeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetTimeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * vminitd's own environment (not that of container processes, which get
+   * theirs whole from ProcessSpec.env).
+   */
+  getenv(
+    request: GetenvRequest,
+    callback: (error: ServiceError | null, response: GetenvResponse) => void,
+  ): ClientUnaryCall;
+  getenv(
+    request: GetenvRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetenvResponse) => void,
+  ): ClientUnaryCall;
+  getenv(
+    request: GetenvRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetenvResponse) => void,
+  ): ClientUnaryCall;
+  setenv(
+    request: SetenvRequest,
+    callback: (error: ServiceError | null, response: SetenvResponse) => void,
+  ): ClientUnaryCall;
+  setenv(
+    request: SetenvRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetenvResponse) => void,
+  ): ClientUnaryCall;
+  setenv(
+    request: SetenvRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetenvResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Freezes every process of the container (cgroup v2 cgroup.freeze) and
+   * returns once the kernel reports the group frozen; invalidState before
+   * the container has started, timeout when it does not freeze within the
+   * call's deadline (10 s without one).
+   */
+  freeze(
+    request: FreezeRequest,
+    callback: (error: ServiceError | null, response: FreezeResponse) => void,
+  ): ClientUnaryCall;
+  freeze(
+    request: FreezeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: FreezeResponse) => void,
+  ): ClientUnaryCall;
+  freeze(
+    request: FreezeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: FreezeResponse) => void,
+  ): ClientUnaryCall;
+  /** Thaws the container's cgroup; returns once it runs again. */
+  thaw(request: ThawRequest, callback: (error: ServiceError | null, response: ThawResponse) => void): ClientUnaryCall;
+  thaw(
+    request: ThawRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ThawResponse) => void,
+  ): ClientUnaryCall;
+  thaw(
+    request: ThawRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ThawResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Discards the unused blocks of the filesystem mounted at `path` (FITRIM),
+   * so a sparse disk image shrinks on the host. unsupported when the
+   * filesystem or its device cannot discard.
+   */
+  trim(request: TrimRequest, callback: (error: ServiceError | null, response: TrimResponse) => void): ClientUnaryCall;
+  trim(
+    request: TrimRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TrimResponse) => void,
+  ): ClientUnaryCall;
+  trim(
+    request: TrimRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TrimResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
+   * binaries of another architecture run through an emulator: qemu-user
+   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * as a guest path: notFound when it is missing. A rule of the same name
+   * is replaced.
+   */
+  registerBinfmt(
+    request: RegisterBinfmtRequest,
+    callback: (error: ServiceError | null, response: RegisterBinfmtResponse) => void,
+  ): ClientUnaryCall;
+  registerBinfmt(
+    request: RegisterBinfmtRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterBinfmtResponse) => void,
+  ): ClientUnaryCall;
+  registerBinfmt(
+    request: RegisterBinfmtRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterBinfmtResponse) => void,
+  ): ClientUnaryCall;
+  /** Sets a link up. */
+  linkUp(
+    request: LinkUpRequest,
+    callback: (error: ServiceError | null, response: LinkUpResponse) => void,
+  ): ClientUnaryCall;
+  linkUp(
+    request: LinkUpRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: LinkUpResponse) => void,
+  ): ClientUnaryCall;
+  linkUp(
+    request: LinkUpRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: LinkUpResponse) => void,
+  ): ClientUnaryCall;
+  /** Adds an address ("10.0.0.2/24", "fd00::2/64") to a link. */
+  addAddress(
+    request: AddAddressRequest,
+    callback: (error: ServiceError | null, response: AddAddressResponse) => void,
+  ): ClientUnaryCall;
+  addAddress(
+    request: AddAddressRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddAddressResponse) => void,
+  ): ClientUnaryCall;
+  addAddress(
+    request: AddAddressRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddAddressResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Adds a route to the main table: to `destination` (a CIDR; "" or
+   * "default" for the default route) via `gateway` and/or out of `link`
+   * (at least one of the two).
+   */
+  addRoute(
+    request: AddRouteRequest,
+    callback: (error: ServiceError | null, response: AddRouteResponse) => void,
+  ): ClientUnaryCall;
+  addRoute(
+    request: AddRouteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AddRouteResponse) => void,
+  ): ClientUnaryCall;
+  addRoute(
+    request: AddRouteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AddRouteResponse) => void,
+  ): ClientUnaryCall;
+  /** Writes the rootfs's /etc/resolv.conf (replacing it). */
+  writeResolvConf(
+    request: WriteResolvConfRequest,
+    callback: (error: ServiceError | null, response: WriteResolvConfResponse) => void,
+  ): ClientUnaryCall;
+  writeResolvConf(
+    request: WriteResolvConfRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteResolvConfResponse) => void,
+  ): ClientUnaryCall;
+  writeResolvConf(
+    request: WriteResolvConfRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteResolvConfResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Writes the rootfs's /etc/hosts (replacing it) with the entries given,
+   * in order.
+   */
+  writeHosts(
+    request: WriteHostsRequest,
+    callback: (error: ServiceError | null, response: WriteHostsResponse) => void,
+  ): ClientUnaryCall;
+  writeHosts(
+    request: WriteHostsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteHostsResponse) => void,
+  ): ClientUnaryCall;
+  writeHosts(
+    request: WriteHostsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteHostsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Relays between a unix socket in the guest and host vsock ports, until
+   * StopRelay. Each connection is copied both ways, each direction closed
+   * (half-close) once its source ends. Errors: a duplicate id is exists; a
+   * socket path that exists already is exists (GUEST_LISTEN); a vsock port
+   * in use is exists (GUEST_DIAL).
+   */
+  relayUnix(
+    request: RelayUnixRequest,
+    callback: (error: ServiceError | null, response: RelayUnixResponse) => void,
+  ): ClientUnaryCall;
+  relayUnix(
+    request: RelayUnixRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RelayUnixResponse) => void,
+  ): ClientUnaryCall;
+  relayUnix(
+    request: RelayUnixRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RelayUnixResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Stops a relay: its listener and every connection it carries are
+   * closed, and a socket it made is removed. notFound for an unknown id.
+   */
+  stopRelay(
+    request: StopRelayRequest,
+    callback: (error: ServiceError | null, response: StopRelayResponse) => void,
+  ): ClientUnaryCall;
+  stopRelay(
+    request: StopRelayRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StopRelayResponse) => void,
+  ): ClientUnaryCall;
+  stopRelay(
+    request: StopRelayRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StopRelayResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentClient = makeGenericClientConstructor(AgentService, "container.agent.v1.Agent") as unknown as {
@@ -4028,6 +8096,14 @@ export const AgentClient = makeGenericClientConstructor(AgentService, "container
   service: typeof AgentService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;

@@ -68,6 +68,7 @@ async function main(): Promise<void> {
     images,
     assets,
     foreignAssets: (arch) => guestAssets(arch),
+    emulation: config.emulation.mode,
     accelerator,
     logger,
     guestKernelArgs: config.vminit.logLevel === "debug" ? ["vminitd.debug=1"] : [],

@@ -17,11 +17,12 @@ const started = Date.now();
 
 // Debian packages: QEMU, the kernel source and compilers, the image tools the
 // tests use as independent peers (skopeo, umoci, docker-registry, and
-// apache2-utils for the registry's bcrypt htpasswd file), e2fsprogs.
+// apache2-utils for the registry's bcrypt htpasswd file), e2fsprogs, and
+// qemu-user-static (the guest's emulator for images of another architecture).
 const PACKAGES = [
   "qemu-system-x86", "qemu-system-arm", "qemu-utils", "linux-source-6.1", "build-essential", "flex", "bison", "bc",
   "libelf-dev", "libssl-dev", "gcc-aarch64-linux-gnu", "skopeo", "umoci", "busybox-static", "docker-registry",
-  "apache2-utils", "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux",
+  "apache2-utils", "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux", "qemu-user-static",
 ];
 const VHOST_DEVICE_VSOCK_VERSION = "0.3.0";
 

@@ -3,13 +3,14 @@
 // after a restart. The only writer of container records.
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { call } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageStore } from "../../helpers/image/types.js";
 import type { GuestArch, GuestAssets } from "../../helpers/hypervisor/types.js";
+import type { EmulationMode } from "../../lib/config/index.js";
 import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
@@ -23,8 +24,10 @@ export interface ManagerOptions {
   runtimeDir: string;
   images: ImageStore;
   assets: GuestAssets;
-  /** The guest kernel and init filesystem of another architecture (--platform), run under emulation. */
+  /** The guest kernel and init filesystem of another architecture (--platform with emulation "vm"). */
   foreignAssets?: (arch: GuestArch) => GuestAssets;
+  /** How an image of another architecture runs (config.toml's [emulation] mode); default "user". */
+  emulation?: EmulationMode;
   accelerator: () => Promise<string>;
   logger: Logger;
   /** Extra kernel arguments for every guest (vminitd's settings from config.toml). */
@@ -81,6 +84,9 @@ async function checkKernel(path: string): Promise<string> {
   return path;
 }
 
+/** Beside an init filesystem: the emulators in it, {image arch: guest path} (scripts/build-initfs.mjs). */
+const EMULATORS_FILE = "emulators.json";
+
 /** After SIGKILL, how long the process gets before the VM itself is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -94,6 +100,21 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       throw new ContainerError("unsupported", `no ${arch} guest on this host`, { hint: "`npm run setup` builds the guest kernels of both architectures" });
     }
     return assets;
+  }
+
+  /** The guest's user-mode emulator for images of `arch` (the init filesystem's emulators.json, written by its build). */
+  async function userEmulator(arch: string): Promise<{ imageArch: string; interpreter: string }> {
+    const listed = await readFile(join(dirname(options.assets.initfsPath), EMULATORS_FILE), "utf8").then(
+      (text) => JSON.parse(text) as Record<string, string>,
+      () => ({}) as Record<string, string>,
+    );
+    const interpreter = listed[arch];
+    if (!interpreter) {
+      throw new ContainerError("unsupported", `the ${options.assets.arch} guest has no emulator for ${arch} images`, {
+        hint: 'set [emulation] mode = "vm" in config.toml to run them in an emulated guest of their own',
+      });
+    }
+    return { imageArch: arch, interpreter };
   }
   const records = new Map<string, ContainerRecord>();
   const helpers = new Map<string, HelperHandle>();
@@ -159,7 +180,9 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         });
       }
       const arch = parsePlatform(request.platform, options.assets.arch);
-      const assets = arch === options.assets.arch ? options.assets : await foreignAssets(arch);
+      const foreign = arch !== options.assets.arch;
+      const assets = foreign && options.emulation === "vm" ? await foreignAssets(arch) : options.assets;
+      const emulator = foreign && assets === options.assets ? await userEmulator(imageArch(arch)) : undefined;
       const kernelPath = request.kernel ? await checkKernel(request.kernel) : assets.kernelPath;
       const image = await options.images.resolve(request.image, { os: "linux", architecture: imageArch(arch) });
       const proc = buildProcess(request, image.config);
@@ -205,11 +228,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
             readOnly: request.readOnly,
             terminal: request.tty,
             isolation: request.isolation,
+            ...(emulator ? { emulator } : {}),
             hostname: id.slice(0, 12),
           },
           vm: {
             id: id.slice(0, 12),
-            arch,
+            arch: assets.arch,
             cpus: request.cpus,
             memoryMiB: request.memoryMiB,
             kernelPath,

@@ -13,6 +13,7 @@ const config: Config = {
   registry: { domain: "localhost:5000" },
   network: { subnet: "192.168.64.0/24" },
   vminit: { logLevel: "debug" },
+  emulation: { mode: "vm" },
 };
 
 describe("renderProperties", () => {
@@ -26,6 +27,7 @@ describe("renderProperties", () => {
         "registry.domain    localhost:5000",
         "network.subnet     192.168.64.0/24",
         "vminit.log_level   debug",
+        "emulation.mode     vm",
         "",
       ].join("\n"),
     );
@@ -38,6 +40,7 @@ describe("renderProperties", () => {
       registry: { domain: "localhost:5000" },
       network: { subnet: "192.168.64.0/24" },
       vminit: { log_level: "debug" },
+      emulation: { mode: "vm" },
     });
   });
 
@@ -59,6 +62,9 @@ describe("renderProperties", () => {
         "",
         "[vminit]",
         'log_level = "debug"',
+        "",
+        "[emulation]",
+        'mode = "vm"',
         "",
       ].join("\n"),
     );

@@ -21,6 +21,8 @@ export interface ProcessConfig {
   isolation?: Isolation;
   /** The container's hostname (Docker's: the short id). */
   hostname?: string;
+  /** For an image of another architecture than the guest's: the emulator vminitd registers (binfmt_misc). */
+  emulator?: { imageArch: string; interpreter: string };
 }
 
 /** How the container is isolated inside its VM; the guest applies it (vminitd's sandbox). */

@@ -216,6 +216,7 @@ export async function bootContainer(
         // The container's cgroup gets the VM's size: what `--cpus` and
         // `--memory` show inside as cpu.max and memory.max.
         resources: { cpus: config.vm.cpus, memoryBytes: BigInt(config.vm.memoryMiB) * 1024n * 1024n, pidsMax: 0n },
+        binfmt: config.process.emulator ? [{ imageArch: config.process.emulator.imageArch, interpreter: config.process.emulator.interpreter }] : [],
         process: {
           id: PROCESS_ID,
           spec: {

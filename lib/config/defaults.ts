@@ -15,5 +15,6 @@ export function defaultConfig(): Config {
     registry: { domain: DEFAULT_REGISTRY_DOMAIN },
     network: { subnet: DEFAULT_SUBNET },
     vminit: { logLevel: "info" },
+    emulation: { mode: "user" },
   };
 }

@@ -78,6 +78,7 @@ describe("parseConfig: defaults and merging", () => {
       registry: { domain: "docker.io" },
       network: { subnet: "192.168.64.0/24" },
       vminit: { logLevel: "info" },
+      emulation: { mode: "user" },
     });
     expect(parseText("# only a comment\n\n")).toEqual(defaultConfig());
     expect(parseText("[container]\n[vminit]\n")).toEqual(defaultConfig());
@@ -96,6 +97,8 @@ describe("parseConfig: defaults and merging", () => {
       'subnet = "10.88.0.0/16"',
       "[vminit]",
       'log_level = "debug"',
+      "[emulation]",
+      'mode = "vm"',
     ].join("\n");
     expect(parseText(text)).toEqual({
       container: { cpus: 4, memoryMiB: 2048 },
@@ -103,6 +106,7 @@ describe("parseConfig: defaults and merging", () => {
       registry: { domain: "localhost:5000" },
       network: { subnet: "10.88.0.0/16" },
       vminit: { logLevel: "debug" },
+      emulation: { mode: "vm" },
     });
   });
 
@@ -258,10 +262,20 @@ describe("parseConfig: [vminit]", () => {
   });
 });
 
+describe("parseConfig: [emulation]", () => {
+  it.each(["user", "vm"] as const)("mode = %j", (mode) => {
+    expect(withKey("emulation", "mode", JSON.stringify(mode)).emulation.mode).toBe(mode);
+  });
+
+  it("rejects another mode", () => {
+    expect(keyError("emulation", "mode", '"full"')).toContain(`${FILE}:2: emulation.mode: "full" is not an emulation mode (use user or vm)`);
+  });
+});
+
 describe("parseConfig: unknown keys and tables", () => {
   it("rejects an unknown table, naming the known ones", () => {
     expect(invalid("\n[kernal]\npath = '/k'")).toBe(
-      `${FILE}:2: kernal: unknown table (the tables are container, kernel, registry, network, vminit)`,
+      `${FILE}:2: kernal: unknown table (the tables are container, kernel, registry, network, vminit, emulation)`,
     );
   });
 
@@ -271,7 +285,7 @@ describe("parseConfig: unknown keys and tables", () => {
   });
 
   it("rejects a key outside any table", () => {
-    expect(invalid("cpus = 2")).toBe(`${FILE}:1: cpus: unknown key (the tables are container, kernel, registry, network, vminit)`);
+    expect(invalid("cpus = 2")).toBe(`${FILE}:1: cpus: unknown key (the tables are container, kernel, registry, network, vminit, emulation)`);
   });
 
   it("rejects a table given as a plain value, and a nested table where a value belongs", () => {
@@ -326,6 +340,7 @@ describe("configDocument", () => {
       registry: { domain: "docker.io" },
       network: { subnet: "192.168.64.0/24" },
       vminit: { log_level: "info" },
+      emulation: { mode: "user" },
     });
   });
 

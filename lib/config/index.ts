@@ -14,11 +14,11 @@ import { ContainerError } from "../errors/index.js";
 import { defaultConfig, MAX_CPUS } from "./defaults.js";
 import { keyLines, lineOf } from "./locate.js";
 import { formatMemory, parseMemoryMiB } from "./size.js";
-import type { Config, VminitLogLevel } from "./types.js";
+import type { Config, EmulationMode, VminitLogLevel } from "./types.js";
 
 export * from "./defaults.js";
 export { formatMemory, parseMemoryMiB } from "./size.js";
-export type { Config, ContainerDefaults, VminitLogLevel } from "./types.js";
+export type { Config, ContainerDefaults, EmulationMode, VminitLogLevel } from "./types.js";
 
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CONTAINER_CONFIG) return env.CONTAINER_CONFIG;
@@ -97,6 +97,7 @@ export function configDocument(config: Config): Record<string, Record<string, st
     registry: { domain: config.registry.domain },
     network: { subnet: config.network.subnet },
     vminit: { log_level: config.vminit.logLevel },
+    emulation: { mode: config.emulation.mode },
   };
 }
 
@@ -113,6 +114,7 @@ interface FieldContext {
 type Setter = (config: Config, value: TomlValue, context: FieldContext) => void;
 
 const LOG_LEVELS: readonly VminitLogLevel[] = ["info", "debug"];
+const EMULATION_MODES: readonly EmulationMode[] = ["user", "vm"];
 
 const SCHEMA: Record<string, Record<string, Setter>> = {
   container: {
@@ -151,6 +153,13 @@ const SCHEMA: Record<string, Record<string, Setter>> = {
       const s = string(v);
       if (!(LOG_LEVELS as readonly string[]).includes(s)) throw invalid(`"${s}" is not a log level (use ${LOG_LEVELS.join(" or ")})`);
       c.vminit.logLevel = s as VminitLogLevel;
+    },
+  },
+  emulation: {
+    mode: (c, v) => {
+      const s = string(v);
+      if (!(EMULATION_MODES as readonly string[]).includes(s)) throw invalid(`"${s}" is not an emulation mode (use ${EMULATION_MODES.join(" or ")})`);
+      c.emulation.mode = s as EmulationMode;
     },
   },
 };

@@ -5,6 +5,14 @@
 /** vminitd's log level in the guest. */
 export type VminitLogLevel = "info" | "debug";
 
+/**
+ * How an image of another architecture (`--platform`) runs: "user", in a
+ * guest of the host's own architecture with the image's binaries run by an
+ * emulator registered with binfmt_misc (qemu-user on Linux, Rosetta on
+ * macOS); "vm", in a whole guest of the image's architecture, emulated.
+ */
+export type EmulationMode = "user" | "vm";
+
 /** The VM size a container gets when `run` does not say (`--cpus`, `--memory`). */
 export interface ContainerDefaults {
   cpus: number;
@@ -27,5 +35,8 @@ export interface Config {
   };
   vminit: {
     logLevel: VminitLogLevel;
+  };
+  emulation: {
+    mode: EmulationMode;
   };
 }

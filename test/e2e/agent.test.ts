@@ -305,17 +305,18 @@ describe.skipIf(missing !== undefined)(`agent RPCs in a real VM${missing ? ` (sk
     });
 
     it("registers a binfmt_misc rule the kernel runs binaries through", async () => {
-      // The "emulator" is busybox: run as `busybox /data/echo ARGS`, it runs
-      // its echo applet, so an aarch64 file named echo prints its arguments.
+      // The "emulator" is busybox: run as `busybox /data/echo ARGV0 ARGS`
+      // (P: the program's own argv[0] is passed on), it runs its echo
+      // applet, so an aarch64 file named echo prints its argv[0] and arguments.
       await agent.writeFile({ rootfs: ROOTFS, path: "/data/echo", data: aarch64Header(), mode: 0o755 });
       // No rule yet: exec format error.
       await expect(run(["/data/echo", "x"])).rejects.toMatchObject({ code: "invalidArgument" });
       const res = await agent.registerBinfmt({ imageArch: "arm64", interpreter: `${ROOTFS}/bin/busybox` });
       expect(res).toMatchObject({ registered: true, name: "qemu-aarch64" });
       expect(res.entry).toContain(`interpreter ${ROOTFS}/bin/busybox`);
-      expect(res.entry).toMatch(/^flags: F$/m);
+      expect(res.entry).toMatch(/^flags: PF$/m);
       expect(await agent.stat({ path: "/proc/sys/fs/binfmt_misc/qemu-aarch64" })).toMatchObject({ type: FileType.FILE_TYPE_REGULAR });
-      expect(await run(["/data/echo", "through", "the", "emulator"])).toEqual({ code: 0, stdout: "through the emulator\n" });
+      expect(await run(["/data/echo", "through", "the", "emulator"])).toEqual({ code: 0, stdout: "/data/echo through the emulator\n" });
       // Same architecture as the guest: nothing to register.
       expect(await agent.registerBinfmt({ imageArch: "amd64", interpreter: "/x" })).toMatchObject({ registered: false });
       await refused(agent, "notFound", agent.registerBinfmt({ imageArch: "arm64", interpreter: "/no/such/qemu" }));

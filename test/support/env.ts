@@ -3,7 +3,7 @@
 // apiserver, and a leak check that no process or file of it outlives it.
 import { spawn, execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../../lib/paths/index.js";
 
@@ -45,15 +45,17 @@ export function requireAssets(): void {
   }
 }
 
-export async function createTestEnv(options: { start?: boolean; loadDemo?: boolean } = {}): Promise<TestEnv> {
+/** `config`: the text of the installation's config.toml; none gives the built-in defaults. */
+export async function createTestEnv(options: { start?: boolean; loadDemo?: boolean; config?: string } = {}): Promise<TestEnv> {
   requireAssets();
   const dir = await mkdtemp("/tmp/ct-");
+  if (options.config !== undefined) await writeFile(join(dir, "config.toml"), options.config);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CONTAINER_DATA_DIR: join(dir, "data"),
     CONTAINER_RUNTIME_DIR: join(dir, "run"),
-    // Built-in defaults, whatever the developer's own config.toml says.
-    CONTAINER_CONFIG: "/dev/null",
+    // The built-in defaults unless the test gives a config, whatever the developer's own config.toml says.
+    CONTAINER_CONFIG: options.config === undefined ? "/dev/null" : join(dir, "config.toml"),
     // A daemon of the test's own, never a systemd unit or launchd agent.
     CONTAINER_SERVICE: "detached",
   };

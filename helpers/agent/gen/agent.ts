@@ -410,7 +410,14 @@ export interface BootstrapRequest {
    * Limits of the container's cgroup, which holds every process of the
    * container (this one and later ones) and is its /sys/fs/cgroup.
    */
-  resources: Resources | undefined;
+  resources:
+    | Resources
+    | undefined;
+  /**
+   * Emulators to register before the process starts (RegisterBinfmt), for
+   * an image of another architecture than the guest's.
+   */
+  binfmt: RegisterBinfmtRequest[];
 }
 
 export interface Resources {
@@ -3457,7 +3464,7 @@ export const ShutdownResponse: MessageFns<ShutdownResponse> = {
 };
 
 function createBaseBootstrapRequest(): BootstrapRequest {
-  return { mounts: [], process: undefined, resources: undefined };
+  return { mounts: [], process: undefined, resources: undefined, binfmt: [] };
 }
 
 export const BootstrapRequest: MessageFns<BootstrapRequest> = {
@@ -3470,6 +3477,9 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     }
     if (message.resources !== undefined) {
       Resources.encode(message.resources, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.binfmt) {
+      RegisterBinfmtRequest.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -3511,6 +3521,14 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
             message.resources = Resources.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.binfmt.push(RegisterBinfmtRequest.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3528,6 +3546,9 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
       mounts: globalThis.Array.isArray(object?.mounts) ? object.mounts.map((e: any) => MountRequest.fromJSON(e)) : [],
       process: isSet(object.process) ? CreateProcessRequest.fromJSON(object.process) : undefined,
       resources: isSet(object.resources) ? Resources.fromJSON(object.resources) : undefined,
+      binfmt: globalThis.Array.isArray(object?.binfmt)
+        ? object.binfmt.map((e: any) => RegisterBinfmtRequest.fromJSON(e))
+        : [],
     };
   },
 
@@ -3541,6 +3562,9 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     }
     if (message.resources !== undefined) {
       obj.resources = Resources.toJSON(message.resources);
+    }
+    if (message.binfmt?.length) {
+      obj.binfmt = message.binfmt.map((e) => RegisterBinfmtRequest.toJSON(e));
     }
     return obj;
   },
@@ -3557,6 +3581,7 @@ export const BootstrapRequest: MessageFns<BootstrapRequest> = {
     message.resources = (object.resources !== undefined && object.resources !== null)
       ? Resources.fromPartial(object.resources)
       : undefined;
+    message.binfmt = object.binfmt?.map((e) => RegisterBinfmtRequest.fromPartial(e)) || [];
     return message;
   },
 };
@@ -7251,7 +7276,9 @@ export const AgentService = {
   /**
    * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
    * binaries of another architecture run through an emulator: qemu-user
-   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * (flags PF: argv[0] preserved, which qemu expects of an interpreter path
+   * ending in "-binfmt-P") or Rosetta (flags CF). The interpreter is opened
+   * at once (F),
    * as a guest path: notFound when it is missing. A rule of the same name
    * is replaced.
    */
@@ -7470,7 +7497,9 @@ export interface AgentServer extends UntypedServiceImplementation {
   /**
    * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
    * binaries of another architecture run through an emulator: qemu-user
-   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * (flags PF: argv[0] preserved, which qemu expects of an interpreter path
+   * ending in "-binfmt-P") or Rosetta (flags CF). The interpreter is opened
+   * at once (F),
    * as a guest path: notFound when it is missing. A rule of the same name
    * is replaced.
    */
@@ -7942,7 +7971,9 @@ export interface AgentClient extends Client {
   /**
    * Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
    * binaries of another architecture run through an emulator: qemu-user
-   * (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+   * (flags PF: argv[0] preserved, which qemu expects of an interpreter path
+   * ending in "-binfmt-P") or Rosetta (flags CF). The interpreter is opened
+   * at once (F),
    * as a guest path: notFound when it is missing. A rule of the same name
    * is replaced.
    */

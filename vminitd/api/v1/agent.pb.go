@@ -1743,7 +1743,10 @@ type BootstrapRequest struct {
 	Process *CreateProcessRequest `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
 	// Limits of the container's cgroup, which holds every process of the
 	// container (this one and later ones) and is its /sys/fs/cgroup.
-	Resources     *Resources `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	Resources *Resources `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	// Emulators to register before the process starts (RegisterBinfmt), for
+	// an image of another architecture than the guest's.
+	Binfmt        []*RegisterBinfmtRequest `protobuf:"bytes,4,rep,name=binfmt,proto3" json:"binfmt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1795,6 +1798,13 @@ func (x *BootstrapRequest) GetProcess() *CreateProcessRequest {
 func (x *BootstrapRequest) GetResources() *Resources {
 	if x != nil {
 		return x.Resources
+	}
+	return nil
+}
+
+func (x *BootstrapRequest) GetBinfmt() []*RegisterBinfmtRequest {
+	if x != nil {
+		return x.Binfmt
 	}
 	return nil
 }
@@ -4085,11 +4095,12 @@ const file_agent_proto_rawDesc = "" +
 	"\tuptime_ns\x18\n" +
 	" \x01(\x04R\buptimeNs\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
-	"\x10ShutdownResponse\"\xcd\x01\n" +
+	"\x10ShutdownResponse\"\x90\x02\n" +
 	"\x10BootstrapRequest\x128\n" +
 	"\x06mounts\x18\x01 \x03(\v2 .container.agent.v1.MountRequestR\x06mounts\x12B\n" +
 	"\aprocess\x18\x02 \x01(\v2(.container.agent.v1.CreateProcessRequestR\aprocess\x12;\n" +
-	"\tresources\x18\x03 \x01(\v2\x1d.container.agent.v1.ResourcesR\tresources\"]\n" +
+	"\tresources\x18\x03 \x01(\v2\x1d.container.agent.v1.ResourcesR\tresources\x12A\n" +
+	"\x06binfmt\x18\x04 \x03(\v2).container.agent.v1.RegisterBinfmtRequestR\x06binfmt\"]\n" +
 	"\tResources\x12\x12\n" +
 	"\x04cpus\x18\x01 \x01(\x01R\x04cpus\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12\x19\n" +
@@ -4360,81 +4371,82 @@ var file_agent_proto_depIdxs = []int32{
 	4,  // 5: container.agent.v1.BootstrapRequest.mounts:type_name -> container.agent.v1.MountRequest
 	10, // 6: container.agent.v1.BootstrapRequest.process:type_name -> container.agent.v1.CreateProcessRequest
 	31, // 7: container.agent.v1.BootstrapRequest.resources:type_name -> container.agent.v1.Resources
-	13, // 8: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
-	15, // 9: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
-	33, // 10: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
-	0,  // 11: container.agent.v1.StatResponse.type:type_name -> container.agent.v1.FileType
-	66, // 12: container.agent.v1.WriteHostsRequest.entries:type_name -> container.agent.v1.HostsEntry
-	1,  // 13: container.agent.v1.RelayUnixRequest.direction:type_name -> container.agent.v1.RelayDirection
-	2,  // 14: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
-	4,  // 15: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
-	10, // 16: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
-	12, // 17: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
-	14, // 18: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
-	16, // 19: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
-	18, // 20: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
-	20, // 21: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
-	22, // 22: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
-	24, // 23: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
-	24, // 24: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
-	26, // 25: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
-	28, // 26: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
-	34, // 27: container.agent.v1.Agent.Unmount:input_type -> container.agent.v1.UnmountRequest
-	36, // 28: container.agent.v1.Agent.Mkdir:input_type -> container.agent.v1.MkdirRequest
-	38, // 29: container.agent.v1.Agent.WriteFile:input_type -> container.agent.v1.WriteFileRequest
-	40, // 30: container.agent.v1.Agent.Stat:input_type -> container.agent.v1.StatRequest
-	42, // 31: container.agent.v1.Agent.Sysctl:input_type -> container.agent.v1.SysctlRequest
-	44, // 32: container.agent.v1.Agent.SetTime:input_type -> container.agent.v1.SetTimeRequest
-	46, // 33: container.agent.v1.Agent.Getenv:input_type -> container.agent.v1.GetenvRequest
-	48, // 34: container.agent.v1.Agent.Setenv:input_type -> container.agent.v1.SetenvRequest
-	50, // 35: container.agent.v1.Agent.Freeze:input_type -> container.agent.v1.FreezeRequest
-	52, // 36: container.agent.v1.Agent.Thaw:input_type -> container.agent.v1.ThawRequest
-	54, // 37: container.agent.v1.Agent.Trim:input_type -> container.agent.v1.TrimRequest
-	56, // 38: container.agent.v1.Agent.RegisterBinfmt:input_type -> container.agent.v1.RegisterBinfmtRequest
-	58, // 39: container.agent.v1.Agent.LinkUp:input_type -> container.agent.v1.LinkUpRequest
-	60, // 40: container.agent.v1.Agent.AddAddress:input_type -> container.agent.v1.AddAddressRequest
-	62, // 41: container.agent.v1.Agent.AddRoute:input_type -> container.agent.v1.AddRouteRequest
-	64, // 42: container.agent.v1.Agent.WriteResolvConf:input_type -> container.agent.v1.WriteResolvConfRequest
-	67, // 43: container.agent.v1.Agent.WriteHosts:input_type -> container.agent.v1.WriteHostsRequest
-	69, // 44: container.agent.v1.Agent.RelayUnix:input_type -> container.agent.v1.RelayUnixRequest
-	71, // 45: container.agent.v1.Agent.StopRelay:input_type -> container.agent.v1.StopRelayRequest
-	3,  // 46: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
-	5,  // 47: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
-	11, // 48: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
-	13, // 49: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
-	15, // 50: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
-	17, // 51: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
-	19, // 52: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
-	21, // 53: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
-	23, // 54: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
-	25, // 55: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
-	25, // 56: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
-	27, // 57: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
-	29, // 58: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
-	35, // 59: container.agent.v1.Agent.Unmount:output_type -> container.agent.v1.UnmountResponse
-	37, // 60: container.agent.v1.Agent.Mkdir:output_type -> container.agent.v1.MkdirResponse
-	39, // 61: container.agent.v1.Agent.WriteFile:output_type -> container.agent.v1.WriteFileResponse
-	41, // 62: container.agent.v1.Agent.Stat:output_type -> container.agent.v1.StatResponse
-	43, // 63: container.agent.v1.Agent.Sysctl:output_type -> container.agent.v1.SysctlResponse
-	45, // 64: container.agent.v1.Agent.SetTime:output_type -> container.agent.v1.SetTimeResponse
-	47, // 65: container.agent.v1.Agent.Getenv:output_type -> container.agent.v1.GetenvResponse
-	49, // 66: container.agent.v1.Agent.Setenv:output_type -> container.agent.v1.SetenvResponse
-	51, // 67: container.agent.v1.Agent.Freeze:output_type -> container.agent.v1.FreezeResponse
-	53, // 68: container.agent.v1.Agent.Thaw:output_type -> container.agent.v1.ThawResponse
-	55, // 69: container.agent.v1.Agent.Trim:output_type -> container.agent.v1.TrimResponse
-	57, // 70: container.agent.v1.Agent.RegisterBinfmt:output_type -> container.agent.v1.RegisterBinfmtResponse
-	59, // 71: container.agent.v1.Agent.LinkUp:output_type -> container.agent.v1.LinkUpResponse
-	61, // 72: container.agent.v1.Agent.AddAddress:output_type -> container.agent.v1.AddAddressResponse
-	63, // 73: container.agent.v1.Agent.AddRoute:output_type -> container.agent.v1.AddRouteResponse
-	65, // 74: container.agent.v1.Agent.WriteResolvConf:output_type -> container.agent.v1.WriteResolvConfResponse
-	68, // 75: container.agent.v1.Agent.WriteHosts:output_type -> container.agent.v1.WriteHostsResponse
-	70, // 76: container.agent.v1.Agent.RelayUnix:output_type -> container.agent.v1.RelayUnixResponse
-	72, // 77: container.agent.v1.Agent.StopRelay:output_type -> container.agent.v1.StopRelayResponse
-	46, // [46:78] is the sub-list for method output_type
-	14, // [14:46] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	56, // 8: container.agent.v1.BootstrapRequest.binfmt:type_name -> container.agent.v1.RegisterBinfmtRequest
+	13, // 9: container.agent.v1.BootstrapEvent.started:type_name -> container.agent.v1.StartProcessResponse
+	15, // 10: container.agent.v1.BootstrapEvent.exited:type_name -> container.agent.v1.WaitProcessResponse
+	33, // 11: container.agent.v1.BootstrapEvent.failed:type_name -> container.agent.v1.Failure
+	0,  // 12: container.agent.v1.StatResponse.type:type_name -> container.agent.v1.FileType
+	66, // 13: container.agent.v1.WriteHostsRequest.entries:type_name -> container.agent.v1.HostsEntry
+	1,  // 14: container.agent.v1.RelayUnixRequest.direction:type_name -> container.agent.v1.RelayDirection
+	2,  // 15: container.agent.v1.Agent.Ping:input_type -> container.agent.v1.PingRequest
+	4,  // 16: container.agent.v1.Agent.Mount:input_type -> container.agent.v1.MountRequest
+	10, // 17: container.agent.v1.Agent.CreateProcess:input_type -> container.agent.v1.CreateProcessRequest
+	12, // 18: container.agent.v1.Agent.StartProcess:input_type -> container.agent.v1.StartProcessRequest
+	14, // 19: container.agent.v1.Agent.WaitProcess:input_type -> container.agent.v1.WaitProcessRequest
+	16, // 20: container.agent.v1.Agent.KillProcess:input_type -> container.agent.v1.KillProcessRequest
+	18, // 21: container.agent.v1.Agent.ResizeProcess:input_type -> container.agent.v1.ResizeProcessRequest
+	20, // 22: container.agent.v1.Agent.CloseProcessStdin:input_type -> container.agent.v1.CloseProcessStdinRequest
+	22, // 23: container.agent.v1.Agent.DeleteProcess:input_type -> container.agent.v1.DeleteProcessRequest
+	24, // 24: container.agent.v1.Agent.CopyOut:input_type -> container.agent.v1.CopyRequest
+	24, // 25: container.agent.v1.Agent.CopyIn:input_type -> container.agent.v1.CopyRequest
+	26, // 26: container.agent.v1.Agent.Stats:input_type -> container.agent.v1.StatsRequest
+	28, // 27: container.agent.v1.Agent.Shutdown:input_type -> container.agent.v1.ShutdownRequest
+	34, // 28: container.agent.v1.Agent.Unmount:input_type -> container.agent.v1.UnmountRequest
+	36, // 29: container.agent.v1.Agent.Mkdir:input_type -> container.agent.v1.MkdirRequest
+	38, // 30: container.agent.v1.Agent.WriteFile:input_type -> container.agent.v1.WriteFileRequest
+	40, // 31: container.agent.v1.Agent.Stat:input_type -> container.agent.v1.StatRequest
+	42, // 32: container.agent.v1.Agent.Sysctl:input_type -> container.agent.v1.SysctlRequest
+	44, // 33: container.agent.v1.Agent.SetTime:input_type -> container.agent.v1.SetTimeRequest
+	46, // 34: container.agent.v1.Agent.Getenv:input_type -> container.agent.v1.GetenvRequest
+	48, // 35: container.agent.v1.Agent.Setenv:input_type -> container.agent.v1.SetenvRequest
+	50, // 36: container.agent.v1.Agent.Freeze:input_type -> container.agent.v1.FreezeRequest
+	52, // 37: container.agent.v1.Agent.Thaw:input_type -> container.agent.v1.ThawRequest
+	54, // 38: container.agent.v1.Agent.Trim:input_type -> container.agent.v1.TrimRequest
+	56, // 39: container.agent.v1.Agent.RegisterBinfmt:input_type -> container.agent.v1.RegisterBinfmtRequest
+	58, // 40: container.agent.v1.Agent.LinkUp:input_type -> container.agent.v1.LinkUpRequest
+	60, // 41: container.agent.v1.Agent.AddAddress:input_type -> container.agent.v1.AddAddressRequest
+	62, // 42: container.agent.v1.Agent.AddRoute:input_type -> container.agent.v1.AddRouteRequest
+	64, // 43: container.agent.v1.Agent.WriteResolvConf:input_type -> container.agent.v1.WriteResolvConfRequest
+	67, // 44: container.agent.v1.Agent.WriteHosts:input_type -> container.agent.v1.WriteHostsRequest
+	69, // 45: container.agent.v1.Agent.RelayUnix:input_type -> container.agent.v1.RelayUnixRequest
+	71, // 46: container.agent.v1.Agent.StopRelay:input_type -> container.agent.v1.StopRelayRequest
+	3,  // 47: container.agent.v1.Agent.Ping:output_type -> container.agent.v1.PingResponse
+	5,  // 48: container.agent.v1.Agent.Mount:output_type -> container.agent.v1.MountResponse
+	11, // 49: container.agent.v1.Agent.CreateProcess:output_type -> container.agent.v1.CreateProcessResponse
+	13, // 50: container.agent.v1.Agent.StartProcess:output_type -> container.agent.v1.StartProcessResponse
+	15, // 51: container.agent.v1.Agent.WaitProcess:output_type -> container.agent.v1.WaitProcessResponse
+	17, // 52: container.agent.v1.Agent.KillProcess:output_type -> container.agent.v1.KillProcessResponse
+	19, // 53: container.agent.v1.Agent.ResizeProcess:output_type -> container.agent.v1.ResizeProcessResponse
+	21, // 54: container.agent.v1.Agent.CloseProcessStdin:output_type -> container.agent.v1.CloseProcessStdinResponse
+	23, // 55: container.agent.v1.Agent.DeleteProcess:output_type -> container.agent.v1.DeleteProcessResponse
+	25, // 56: container.agent.v1.Agent.CopyOut:output_type -> container.agent.v1.CopyResponse
+	25, // 57: container.agent.v1.Agent.CopyIn:output_type -> container.agent.v1.CopyResponse
+	27, // 58: container.agent.v1.Agent.Stats:output_type -> container.agent.v1.StatsResponse
+	29, // 59: container.agent.v1.Agent.Shutdown:output_type -> container.agent.v1.ShutdownResponse
+	35, // 60: container.agent.v1.Agent.Unmount:output_type -> container.agent.v1.UnmountResponse
+	37, // 61: container.agent.v1.Agent.Mkdir:output_type -> container.agent.v1.MkdirResponse
+	39, // 62: container.agent.v1.Agent.WriteFile:output_type -> container.agent.v1.WriteFileResponse
+	41, // 63: container.agent.v1.Agent.Stat:output_type -> container.agent.v1.StatResponse
+	43, // 64: container.agent.v1.Agent.Sysctl:output_type -> container.agent.v1.SysctlResponse
+	45, // 65: container.agent.v1.Agent.SetTime:output_type -> container.agent.v1.SetTimeResponse
+	47, // 66: container.agent.v1.Agent.Getenv:output_type -> container.agent.v1.GetenvResponse
+	49, // 67: container.agent.v1.Agent.Setenv:output_type -> container.agent.v1.SetenvResponse
+	51, // 68: container.agent.v1.Agent.Freeze:output_type -> container.agent.v1.FreezeResponse
+	53, // 69: container.agent.v1.Agent.Thaw:output_type -> container.agent.v1.ThawResponse
+	55, // 70: container.agent.v1.Agent.Trim:output_type -> container.agent.v1.TrimResponse
+	57, // 71: container.agent.v1.Agent.RegisterBinfmt:output_type -> container.agent.v1.RegisterBinfmtResponse
+	59, // 72: container.agent.v1.Agent.LinkUp:output_type -> container.agent.v1.LinkUpResponse
+	61, // 73: container.agent.v1.Agent.AddAddress:output_type -> container.agent.v1.AddAddressResponse
+	63, // 74: container.agent.v1.Agent.AddRoute:output_type -> container.agent.v1.AddRouteResponse
+	65, // 75: container.agent.v1.Agent.WriteResolvConf:output_type -> container.agent.v1.WriteResolvConfResponse
+	68, // 76: container.agent.v1.Agent.WriteHosts:output_type -> container.agent.v1.WriteHostsResponse
+	70, // 77: container.agent.v1.Agent.RelayUnix:output_type -> container.agent.v1.RelayUnixResponse
+	72, // 78: container.agent.v1.Agent.StopRelay:output_type -> container.agent.v1.StopRelayResponse
+	47, // [47:79] is the sub-list for method output_type
+	15, // [15:47] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }

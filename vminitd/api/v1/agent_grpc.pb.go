@@ -149,7 +149,9 @@ type AgentClient interface {
 	Trim(ctx context.Context, in *TrimRequest, opts ...grpc.CallOption) (*TrimResponse, error)
 	// Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
 	// binaries of another architecture run through an emulator: qemu-user
-	// (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+	// (flags PF: argv[0] preserved, which qemu expects of an interpreter path
+	// ending in "-binfmt-P") or Rosetta (flags CF). The interpreter is opened
+	// at once (F),
 	// as a guest path: notFound when it is missing. A rule of the same name
 	// is replaced.
 	RegisterBinfmt(ctx context.Context, in *RegisterBinfmtRequest, opts ...grpc.CallOption) (*RegisterBinfmtResponse, error)
@@ -589,7 +591,9 @@ type AgentServer interface {
 	Trim(context.Context, *TrimRequest) (*TrimResponse, error)
 	// Registers a binfmt_misc rule (mounting binfmt_misc when needed) so that
 	// binaries of another architecture run through an emulator: qemu-user
-	// (flags F) or Rosetta (flags CF). The interpreter is opened at once (F),
+	// (flags PF: argv[0] preserved, which qemu expects of an interpreter path
+	// ending in "-binfmt-P") or Rosetta (flags CF). The interpreter is opened
+	// at once (F),
 	// as a guest path: notFound when it is missing. A rule of the same name
 	// is replaced.
 	RegisterBinfmt(context.Context, *RegisterBinfmtRequest) (*RegisterBinfmtResponse, error)

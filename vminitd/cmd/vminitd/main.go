@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -74,7 +75,7 @@ func main() {
 	}
 
 	logs, log := setupLogging(cfg, pid1)
-	log.Info("vminitd starting", "version", version, "pid", os.Getpid(), "uptime_ms", uptimeMs(), "config", cfg)
+	log.Info("vminitd starting", "version", version, "arch", runtime.GOARCH, "pid", os.Getpid(), "uptime_ms", uptimeMs(), "config", cfg)
 	for _, w := range warnings {
 		log.Warn("kernel command line", "warning", w)
 	}

@@ -39,7 +39,10 @@ func kernelArch(arch string) (string, error) {
 // "aarch64") ones; any other is an unsupported error. The rule is named
 // "qemu-<kernel arch>", as qemu-binfmt-conf.sh names it.
 //
-// Its flags are "F" alone. F is required: the interpreter lives in the
+// Its flags are "PF". P passes the program's own argv[0] on, which
+// multi-call binaries need (busybox re-executes itself as "grep", say);
+// qemu-user expects it when its own name, the interpreter path, ends in
+// "-binfmt-P", as Debian's qemu-user-static installs it. F is required: the interpreter lives in the
 // guest's filesystem, outside the container's rootfs, so the kernel must
 // open it at registration; looking it up at exec time would happen inside
 // the container's root, where it does not exist. C (and the O it implies)
@@ -63,7 +66,7 @@ func ForArch(guestArch, imageArch, interpreter string) (rule Rule, needed bool, 
 	}
 	a := arches[image]
 	magic, mask := elfMatch(a.machine, a.looseIdent)
-	rule = Rule{Name: "qemu-" + image, Magic: magic, Mask: mask, Interpreter: interpreter, Flags: "F"}
+	rule = Rule{Name: "qemu-" + image, Magic: magic, Mask: mask, Interpreter: interpreter, Flags: "PF"}
 	if err := rule.Validate(); err != nil {
 		return Rule{}, false, err
 	}

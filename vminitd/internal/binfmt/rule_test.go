@@ -65,7 +65,7 @@ func TestRuleString(t *testing.T) {
 	want := `:qemu-x86_64:M:0:` +
 		`\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00:` +
 		`\xff\xff\xff\xff\xff\xfe\xfe\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:` +
-		`/usr/bin/qemu-x86_64-static:F`
+		`/usr/bin/qemu-x86_64-static:PF`
 	if got := r.String(); got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
@@ -161,7 +161,7 @@ func TestForArch(t *testing.T) {
 		}
 	}
 	r, needed, err := ForArch("x86_64", "arm64", "/usr/bin/qemu-aarch64-static")
-	if err != nil || !needed || r.Name != "qemu-aarch64" || r.Flags != "F" || r.Interpreter != "/usr/bin/qemu-aarch64-static" {
+	if err != nil || !needed || r.Name != "qemu-aarch64" || r.Flags != "PF" || r.Interpreter != "/usr/bin/qemu-aarch64-static" {
 		t.Errorf("arm64 on x86_64: %+v, %v, %v", r, needed, err)
 	}
 	for _, bad := range [][2]string{{"amd64", "riscv64"}, {"s390x", "amd64"}, {"", "amd64"}, {"AMD64", "arm64"}} {

@@ -49,6 +49,11 @@ func (s *Server) bootstrap(ctx context.Context, req *agentv1.BootstrapRequest, s
 	if err := s.containerCgroup(req.GetResources()); err != nil {
 		return nil, err
 	}
+	for _, b := range req.GetBinfmt() {
+		if _, err := s.RegisterBinfmt(ctx, b); err != nil {
+			return nil, err
+		}
+	}
 	if req.GetProcess() == nil {
 		return nil, errdefs.InvalidArgumentf("the bootstrap request has no process")
 	}

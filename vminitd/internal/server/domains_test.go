@@ -198,7 +198,7 @@ func TestSystemRPCs(t *testing.T) {
 	}
 	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
 	b, err = f.c.RegisterBinfmt(ctx, &agentv1.RegisterBinfmtRequest{Emulator: &agentv1.RegisterBinfmtRequest_ImageArch{ImageArch: other}, Interpreter: "/run/qemu/qemu"})
-	if err != nil || !b.GetRegistered() || f.binfmts[1].Flags != "F" || b.GetEntry() == "" {
+	if err != nil || !b.GetRegistered() || f.binfmts[1].Flags != "PF" || b.GetEntry() == "" {
 		t.Fatalf("binfmt qemu: %v %v", b, err)
 	}
 	b, err = f.c.RegisterBinfmt(ctx, &agentv1.RegisterBinfmtRequest{Emulator: &agentv1.RegisterBinfmtRequest_ImageArch{ImageArch: runtime.GOARCH}, Interpreter: "/run/qemu/qemu"})

@@ -370,6 +370,8 @@ export function containerService(ctx: ServiceContext): ServerOf<typeof Container
         pids: stats.pidsCurrent,
         sampledNs: stats.uptimeNs,
         cpus: record.cpus,
+        blockReadBytes: stats.ioReadBytes,
+        blockWriteBytes: stats.ioWriteBytes,
       })),
     })),
     copyOut: (call: ServerWritableStream<CopyOutRequest, CopyChunk>) => copyOutRelay(ctx, call),

@@ -10,6 +10,8 @@ const sample = (id: string, cpuUs: number, ns: number, mem = 1024 * 1024) => ({
   pids: 3n,
   sampledNs: BigInt(ns),
   cpus: 2,
+  blockReadBytes: 2_500_000n,
+  blockWriteBytes: 4096n,
 });
 
 describe("stats", () => {
@@ -26,9 +28,10 @@ describe("stats", () => {
   it("renders a table and JSON", () => {
     const rows = statsRows([sample("abcdef0123456789", 0, 0)], [sample("abcdef0123456789", 250_000, 1e9)]);
     const table = renderStats(rows, "table");
-    expect(table).toMatch(/^ID\s+NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+PIDS\n/);
+    expect(table).toMatch(/^ID\s+NAME\s+CPU %\s+MEM USAGE \/ LIMIT\s+MEM %\s+BLOCK I\/O\s+PIDS\n/);
+    expect(table).toContain("2.5 MB / 4.1 KB");
     expect(table).toContain("abcdef012345");
     expect(table).toContain("25.00%");
-    expect(JSON.parse(renderStats(rows, "json"))[0]).toMatchObject({ cpuPercent: 25, pids: 3 });
+    expect(JSON.parse(renderStats(rows, "json"))[0]).toMatchObject({ cpuPercent: 25, pids: 3, blockReadBytes: 2_500_000, blockWriteBytes: 4096 });
   });
 });

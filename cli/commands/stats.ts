@@ -1,5 +1,6 @@
 // `container stats [--no-stream] [--format json|table] [container...]`:
-// resource usage from each container's cgroup in its VM. CPU % comes from two
+// resource usage from each container's cgroup in its VM, and the block I/O of
+// its rootfs disk. CPU % comes from two
 // samples (100% = one CPU busy), as Docker shows it.
 import type { Command } from "commander";
 import type { ContainerStats } from "../../apiserver/api/gen/apiserver.js";
@@ -17,6 +18,8 @@ export interface StatsRow {
   memoryBytes: number;
   memoryLimitBytes: number;
   memoryPercent: number;
+  blockReadBytes: number;
+  blockWriteBytes: number;
   pids: number;
 }
 
@@ -35,6 +38,8 @@ export function statsRows(before: ContainerStats[], after: ContainerStats[]): St
       memoryBytes: Number(s.memoryBytes),
       memoryLimitBytes: limit,
       memoryPercent: limit > 0 ? (Number(s.memoryBytes) / limit) * 100 : 0,
+      blockReadBytes: Number(s.blockReadBytes),
+      blockWriteBytes: Number(s.blockWriteBytes),
       pids: Number(s.pids),
     };
   });
@@ -43,13 +48,14 @@ export function statsRows(before: ContainerStats[], after: ContainerStats[]): St
 export function renderStats(rows: StatsRow[], format: "json" | "table"): string {
   if (format === "json") return renderJson(rows);
   return renderTable(
-    ["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+    ["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "BLOCK I/O", "PIDS"],
     rows.map((r) => [
       r.id.slice(0, 12),
       r.name,
       `${r.cpuPercent.toFixed(2)}%`,
       `${formatBytes(r.memoryBytes)} / ${r.memoryLimitBytes > 0 ? formatBytes(r.memoryLimitBytes) : "unlimited"}`,
       `${r.memoryPercent.toFixed(2)}%`,
+      `${formatBytes(r.blockReadBytes)} / ${formatBytes(r.blockWriteBytes)}`,
       String(r.pids),
     ]),
   );
@@ -62,7 +68,7 @@ async function sample(client: ApiClient, ids: string[]): Promise<ContainerStats[
 export function registerStats(program: Command): void {
   program
     .command("stats")
-    .description("show running containers' CPU, memory and process counts")
+    .description("show running containers' CPU, memory, block I/O and process counts")
     .argument("[container...]", "ids, id prefixes or names (default: every running container)")
     .option("--no-stream", "print one sample and exit")
     .option("--format <format>", "json or table", "table")

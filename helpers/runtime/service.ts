@@ -87,6 +87,8 @@ export function runtimeService(container: RuntimeContainer, helperPid: number): 
         memoryMaxBytes: s.memoryMaxBytes,
         pidsCurrent: s.pidsCurrent,
         uptimeNs: s.uptimeNs,
+        ioReadBytes: s.ioReadBytes,
+        ioWriteBytes: s.ioWriteBytes,
       };
     }),
     wait: unary(async () => ({ exitCode: (await container.wait()).exitCode })),

@@ -316,12 +316,14 @@ describe("stats", () => {
     expect((await t.cli(["run", "-d", "--name", "busy", "-m", "768M", "demo", "sh", "-c", "while :; do :; done"])).code).toBe(0);
     const r = await t.cli(["stats", "--no-stream", "--format", "json", "busy"]);
     expect(r.code, r.stderr).toBe(0);
-    const [row] = JSON.parse(r.stdout) as { name: string; cpuPercent: number; memoryBytes: number; memoryLimitBytes: number; pids: number }[];
+    const [row] = JSON.parse(r.stdout) as { name: string; cpuPercent: number; memoryBytes: number; memoryLimitBytes: number; pids: number; blockReadBytes: number }[];
     expect(row?.name).toBe("busy");
     expect(row?.cpuPercent).toBeGreaterThan(50);
     expect(row?.memoryLimitBytes).toBe(768 * 1024 * 1024);
     expect(row?.memoryBytes).toBeGreaterThan(0);
     expect(row?.pids).toBeGreaterThanOrEqual(1);
+    // Starting the shell read its binary from the rootfs disk.
+    expect(row?.blockReadBytes).toBeGreaterThan(0);
     const table = await t.cli(["stats", "--no-stream"]);
     expect(table.stdout).toMatch(/^ID\s+NAME\s+CPU %/);
     expect(table.stdout).toContain("busy");

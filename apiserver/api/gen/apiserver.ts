@@ -341,6 +341,9 @@ export interface ContainerStats {
   /** The guest's clock when read (nanoseconds of uptime): the base of rates. */
   sampledNs: bigint;
   cpus: number;
+  /** Block I/O of the container's rootfs disk, bytes since it started. */
+  blockReadBytes: bigint;
+  blockWriteBytes: bigint;
 }
 
 export interface StatsContainersResponse {
@@ -5146,6 +5149,8 @@ function createBaseContainerStats(): ContainerStats {
     pids: 0n,
     sampledNs: 0n,
     cpus: 0,
+    blockReadBytes: 0n,
+    blockWriteBytes: 0n,
   };
 }
 
@@ -5189,6 +5194,18 @@ export const ContainerStats: MessageFns<ContainerStats> = {
     }
     if (message.cpus !== 0) {
       writer.uint32(64).uint32(message.cpus);
+    }
+    if (message.blockReadBytes !== 0n) {
+      if (BigInt.asUintN(64, message.blockReadBytes) !== message.blockReadBytes) {
+        throw new globalThis.Error("value provided for field message.blockReadBytes of type uint64 too large");
+      }
+      writer.uint32(72).uint64(message.blockReadBytes);
+    }
+    if (message.blockWriteBytes !== 0n) {
+      if (BigInt.asUintN(64, message.blockWriteBytes) !== message.blockWriteBytes) {
+        throw new globalThis.Error("value provided for field message.blockWriteBytes of type uint64 too large");
+      }
+      writer.uint32(80).uint64(message.blockWriteBytes);
     }
     return writer;
   },
@@ -5270,6 +5287,22 @@ export const ContainerStats: MessageFns<ContainerStats> = {
             message.cpus = reader.uint32();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.blockReadBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.blockWriteBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5308,6 +5341,16 @@ export const ContainerStats: MessageFns<ContainerStats> = {
         ? BigInt(object.sampled_ns)
         : 0n,
       cpus: isSet(object.cpus) ? globalThis.Number(object.cpus) : 0,
+      blockReadBytes: isSet(object.blockReadBytes)
+        ? BigInt(object.blockReadBytes)
+        : isSet(object.block_read_bytes)
+        ? BigInt(object.block_read_bytes)
+        : 0n,
+      blockWriteBytes: isSet(object.blockWriteBytes)
+        ? BigInt(object.blockWriteBytes)
+        : isSet(object.block_write_bytes)
+        ? BigInt(object.block_write_bytes)
+        : 0n,
     };
   },
 
@@ -5337,6 +5380,12 @@ export const ContainerStats: MessageFns<ContainerStats> = {
     if (message.cpus !== 0) {
       obj.cpus = Math.round(message.cpus);
     }
+    if (message.blockReadBytes !== 0n) {
+      obj.blockReadBytes = message.blockReadBytes.toString();
+    }
+    if (message.blockWriteBytes !== 0n) {
+      obj.blockWriteBytes = message.blockWriteBytes.toString();
+    }
     return obj;
   },
 
@@ -5359,6 +5408,12 @@ export const ContainerStats: MessageFns<ContainerStats> = {
     message.pids = (object.pids !== undefined && object.pids !== null) ? BigInt(object.pids) : 0n;
     message.sampledNs = (object.sampledNs !== undefined && object.sampledNs !== null) ? BigInt(object.sampledNs) : 0n;
     message.cpus = object.cpus ?? 0;
+    message.blockReadBytes = (object.blockReadBytes !== undefined && object.blockReadBytes !== null)
+      ? BigInt(object.blockReadBytes)
+      : 0n;
+    message.blockWriteBytes = (object.blockWriteBytes !== undefined && object.blockWriteBytes !== null)
+      ? BigInt(object.blockWriteBytes)
+      : 0n;
     return message;
   },
 };

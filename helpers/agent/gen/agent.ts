@@ -381,6 +381,12 @@ export interface StatsResponse {
   pidsMax: bigint;
   /** Guest uptime when read, so that two samples give rates. */
   uptimeNs: bigint;
+  /**
+   * Block I/O of the container's disks (the block devices mounted through
+   * Mount: its rootfs), in bytes since boot.
+   */
+  ioReadBytes: bigint;
+  ioWriteBytes: bigint;
 }
 
 export interface ShutdownRequest {
@@ -3065,6 +3071,8 @@ function createBaseStatsResponse(): StatsResponse {
     pidsCurrent: 0n,
     pidsMax: 0n,
     uptimeNs: 0n,
+    ioReadBytes: 0n,
+    ioWriteBytes: 0n,
   };
 }
 
@@ -3129,6 +3137,18 @@ export const StatsResponse: MessageFns<StatsResponse> = {
         throw new globalThis.Error("value provided for field message.uptimeNs of type uint64 too large");
       }
       writer.uint32(80).uint64(message.uptimeNs);
+    }
+    if (message.ioReadBytes !== 0n) {
+      if (BigInt.asUintN(64, message.ioReadBytes) !== message.ioReadBytes) {
+        throw new globalThis.Error("value provided for field message.ioReadBytes of type uint64 too large");
+      }
+      writer.uint32(88).uint64(message.ioReadBytes);
+    }
+    if (message.ioWriteBytes !== 0n) {
+      if (BigInt.asUintN(64, message.ioWriteBytes) !== message.ioWriteBytes) {
+        throw new globalThis.Error("value provided for field message.ioWriteBytes of type uint64 too large");
+      }
+      writer.uint32(96).uint64(message.ioWriteBytes);
     }
     return writer;
   },
@@ -3226,6 +3246,22 @@ export const StatsResponse: MessageFns<StatsResponse> = {
             message.uptimeNs = reader.uint64() as bigint;
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.ioReadBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.ioWriteBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3286,6 +3322,16 @@ export const StatsResponse: MessageFns<StatsResponse> = {
         : isSet(object.uptime_ns)
         ? BigInt(object.uptime_ns)
         : 0n,
+      ioReadBytes: isSet(object.ioReadBytes)
+        ? BigInt(object.ioReadBytes)
+        : isSet(object.io_read_bytes)
+        ? BigInt(object.io_read_bytes)
+        : 0n,
+      ioWriteBytes: isSet(object.ioWriteBytes)
+        ? BigInt(object.ioWriteBytes)
+        : isSet(object.io_write_bytes)
+        ? BigInt(object.io_write_bytes)
+        : 0n,
     };
   },
 
@@ -3321,6 +3367,12 @@ export const StatsResponse: MessageFns<StatsResponse> = {
     if (message.uptimeNs !== 0n) {
       obj.uptimeNs = message.uptimeNs.toString();
     }
+    if (message.ioReadBytes !== 0n) {
+      obj.ioReadBytes = message.ioReadBytes.toString();
+    }
+    if (message.ioWriteBytes !== 0n) {
+      obj.ioWriteBytes = message.ioWriteBytes.toString();
+    }
     return obj;
   },
 
@@ -3355,6 +3407,12 @@ export const StatsResponse: MessageFns<StatsResponse> = {
       : 0n;
     message.pidsMax = (object.pidsMax !== undefined && object.pidsMax !== null) ? BigInt(object.pidsMax) : 0n;
     message.uptimeNs = (object.uptimeNs !== undefined && object.uptimeNs !== null) ? BigInt(object.uptimeNs) : 0n;
+    message.ioReadBytes = (object.ioReadBytes !== undefined && object.ioReadBytes !== null)
+      ? BigInt(object.ioReadBytes)
+      : 0n;
+    message.ioWriteBytes = (object.ioWriteBytes !== undefined && object.ioWriteBytes !== null)
+      ? BigInt(object.ioWriteBytes)
+      : 0n;
     return message;
   },
 };

@@ -1550,7 +1550,11 @@ type StatsResponse struct {
 	// 0: no limit.
 	PidsMax uint64 `protobuf:"varint,9,opt,name=pids_max,json=pidsMax,proto3" json:"pids_max,omitempty"`
 	// Guest uptime when read, so that two samples give rates.
-	UptimeNs      uint64 `protobuf:"varint,10,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
+	UptimeNs uint64 `protobuf:"varint,10,opt,name=uptime_ns,json=uptimeNs,proto3" json:"uptime_ns,omitempty"`
+	// Block I/O of the container's disks (the block devices mounted through
+	// Mount: its rootfs), in bytes since boot.
+	IoReadBytes   uint64 `protobuf:"varint,11,opt,name=io_read_bytes,json=ioReadBytes,proto3" json:"io_read_bytes,omitempty"`
+	IoWriteBytes  uint64 `protobuf:"varint,12,opt,name=io_write_bytes,json=ioWriteBytes,proto3" json:"io_write_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1651,6 +1655,20 @@ func (x *StatsResponse) GetPidsMax() uint64 {
 func (x *StatsResponse) GetUptimeNs() uint64 {
 	if x != nil {
 		return x.UptimeNs
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetIoReadBytes() uint64 {
+	if x != nil {
+		return x.IoReadBytes
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetIoWriteBytes() uint64 {
+	if x != nil {
+		return x.IoWriteBytes
 	}
 	return 0
 }
@@ -4081,7 +4099,7 @@ const file_agent_proto_rawDesc = "" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x12\x1a\n" +
 	"\bcontents\x18\x04 \x01(\bR\bcontents\"\x0e\n" +
 	"\fCopyResponse\"\x0e\n" +
-	"\fStatsRequest\"\x90\x03\n" +
+	"\fStatsRequest\"\xda\x03\n" +
 	"\rStatsResponse\x12$\n" +
 	"\x0ecpu_usage_usec\x18\x01 \x01(\x04R\fcpuUsageUsec\x12\"\n" +
 	"\rcpu_user_usec\x18\x02 \x01(\x04R\vcpuUserUsec\x12&\n" +
@@ -4093,7 +4111,9 @@ const file_agent_proto_rawDesc = "" +
 	"\fpids_current\x18\b \x01(\x04R\vpidsCurrent\x12\x19\n" +
 	"\bpids_max\x18\t \x01(\x04R\apidsMax\x12\x1b\n" +
 	"\tuptime_ns\x18\n" +
-	" \x01(\x04R\buptimeNs\"\x11\n" +
+	" \x01(\x04R\buptimeNs\x12\"\n" +
+	"\rio_read_bytes\x18\v \x01(\x04R\vioReadBytes\x12$\n" +
+	"\x0eio_write_bytes\x18\f \x01(\x04R\fioWriteBytes\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse\"\x90\x02\n" +
 	"\x10BootstrapRequest\x128\n" +

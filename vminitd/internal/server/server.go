@@ -12,6 +12,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,9 @@ type Options struct {
 	// RegisterBinfmt registers a rule and returns the kernel's entry for it;
 	// the real binfmt_misc unless a test replaces it.
 	RegisterBinfmt func(binfmt.Rule) (string, error)
+	// SysBlock is where block devices' counters are; /sys/class/block
+	// unless a test replaces it.
+	SysBlock string
 }
 
 // Server implements agentv1.AgentServer.
@@ -63,6 +67,11 @@ type Server struct {
 	opts   Options
 	grpc   *grpc.Server
 	relays *relay.Manager
+
+	devMu sync.Mutex
+	// devices are the block devices mounted through Mount ("vdb"): the
+	// container's disks, whose I/O Stats reports.
+	devices []string
 }
 
 // New makes the server and its gRPC server with our interceptor.
@@ -81,6 +90,9 @@ func New(opts Options) *Server {
 	}
 	if opts.RegisterBinfmt == nil {
 		opts.RegisterBinfmt = registerBinfmt
+	}
+	if opts.SysBlock == "" {
+		opts.SysBlock = "/sys/class/block"
 	}
 	s := &Server{opts: opts, relays: relay.NewManager(opts.Log, opts.dialHost, opts.listen)}
 	s.grpc = grpc.NewServer(grpc.UnaryInterceptor(unaryInterceptor(opts.Log)))
@@ -171,6 +183,11 @@ func (s *Server) Mount(_ context.Context, req *agentv1.MountRequest) (*agentv1.M
 		return nil, mountError(err)
 	}
 	s.opts.Log.Info("mounted", "source", req.GetSource(), "target", target, "fstype", req.GetFstype(), "options", req.GetOptions())
+	if dev, ok := strings.CutPrefix(req.GetSource(), "/dev/"); ok && !strings.Contains(dev, "/") {
+		s.devMu.Lock()
+		s.devices = append(s.devices, dev)
+		s.devMu.Unlock()
+	}
 	return &agentv1.MountResponse{}, nil
 }
 
@@ -268,6 +285,13 @@ func (s *Server) Stats(context.Context, *agentv1.StatsRequest) (*agentv1.StatsRe
 	if err != nil {
 		return nil, errdefs.Internalf("read the container's cgroup: %w", err)
 	}
+	s.devMu.Lock()
+	devices := append([]string(nil), s.devices...)
+	s.devMu.Unlock()
+	read, written, err := blockIO(s.opts.SysBlock, devices)
+	if err != nil {
+		return nil, errdefs.Internalf("read the container's block I/O: %w", err)
+	}
 	return &agentv1.StatsResponse{
 		CpuUsageUsec:       st.CPUUsageUs,
 		CpuUserUsec:        st.CPUUserUs,
@@ -279,6 +303,8 @@ func (s *Server) Stats(context.Context, *agentv1.StatsRequest) (*agentv1.StatsRe
 		PidsCurrent:        st.PidsCurrent,
 		PidsMax:            st.PidsMax,
 		UptimeNs:           uint64(uptime()),
+		IoReadBytes:        read,
+		IoWriteBytes:       written,
 	}, nil
 }
 

@@ -139,6 +139,9 @@ export interface StatsResponse {
   pidsCurrent: bigint;
   /** Guest uptime when read, so that two samples give a CPU rate. */
   uptimeNs: bigint;
+  /** The container's block I/O in bytes (its rootfs disk). */
+  ioReadBytes: bigint;
+  ioWriteBytes: bigint;
 }
 
 export interface CopyOutRequest {
@@ -1694,7 +1697,15 @@ export const StatsRequest: MessageFns<StatsRequest> = {
 };
 
 function createBaseStatsResponse(): StatsResponse {
-  return { cpuUsageUsec: 0n, memoryCurrentBytes: 0n, memoryMaxBytes: 0n, pidsCurrent: 0n, uptimeNs: 0n };
+  return {
+    cpuUsageUsec: 0n,
+    memoryCurrentBytes: 0n,
+    memoryMaxBytes: 0n,
+    pidsCurrent: 0n,
+    uptimeNs: 0n,
+    ioReadBytes: 0n,
+    ioWriteBytes: 0n,
+  };
 }
 
 export const StatsResponse: MessageFns<StatsResponse> = {
@@ -1728,6 +1739,18 @@ export const StatsResponse: MessageFns<StatsResponse> = {
         throw new globalThis.Error("value provided for field message.uptimeNs of type uint64 too large");
       }
       writer.uint32(40).uint64(message.uptimeNs);
+    }
+    if (message.ioReadBytes !== 0n) {
+      if (BigInt.asUintN(64, message.ioReadBytes) !== message.ioReadBytes) {
+        throw new globalThis.Error("value provided for field message.ioReadBytes of type uint64 too large");
+      }
+      writer.uint32(48).uint64(message.ioReadBytes);
+    }
+    if (message.ioWriteBytes !== 0n) {
+      if (BigInt.asUintN(64, message.ioWriteBytes) !== message.ioWriteBytes) {
+        throw new globalThis.Error("value provided for field message.ioWriteBytes of type uint64 too large");
+      }
+      writer.uint32(56).uint64(message.ioWriteBytes);
     }
     return writer;
   },
@@ -1785,6 +1808,22 @@ export const StatsResponse: MessageFns<StatsResponse> = {
             message.uptimeNs = reader.uint64() as bigint;
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ioReadBytes = reader.uint64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.ioWriteBytes = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1824,6 +1863,16 @@ export const StatsResponse: MessageFns<StatsResponse> = {
         : isSet(object.uptime_ns)
         ? BigInt(object.uptime_ns)
         : 0n,
+      ioReadBytes: isSet(object.ioReadBytes)
+        ? BigInt(object.ioReadBytes)
+        : isSet(object.io_read_bytes)
+        ? BigInt(object.io_read_bytes)
+        : 0n,
+      ioWriteBytes: isSet(object.ioWriteBytes)
+        ? BigInt(object.ioWriteBytes)
+        : isSet(object.io_write_bytes)
+        ? BigInt(object.io_write_bytes)
+        : 0n,
     };
   },
 
@@ -1843,6 +1892,12 @@ export const StatsResponse: MessageFns<StatsResponse> = {
     }
     if (message.uptimeNs !== 0n) {
       obj.uptimeNs = message.uptimeNs.toString();
+    }
+    if (message.ioReadBytes !== 0n) {
+      obj.ioReadBytes = message.ioReadBytes.toString();
+    }
+    if (message.ioWriteBytes !== 0n) {
+      obj.ioWriteBytes = message.ioWriteBytes.toString();
     }
     return obj;
   },
@@ -1865,6 +1920,12 @@ export const StatsResponse: MessageFns<StatsResponse> = {
       ? BigInt(object.pidsCurrent)
       : 0n;
     message.uptimeNs = (object.uptimeNs !== undefined && object.uptimeNs !== null) ? BigInt(object.uptimeNs) : 0n;
+    message.ioReadBytes = (object.ioReadBytes !== undefined && object.ioReadBytes !== null)
+      ? BigInt(object.ioReadBytes)
+      : 0n;
+    message.ioWriteBytes = (object.ioWriteBytes !== undefined && object.ioWriteBytes !== null)
+      ? BigInt(object.ioWriteBytes)
+      : 0n;
     return message;
   },
 };

@@ -7,6 +7,7 @@ import {
   parseEnvFile,
   parseLabels,
   parseMemoryMiB,
+  parseSecurityOpts,
   parseSignal,
   parseTmpfs,
   parseUlimit,
@@ -207,5 +208,17 @@ describe("parseBytes", () => {
 
   it("names what it read in errors", () => {
     expect(invalid(() => parseBytes("1zb", "shm size")).message).toBe('invalid shm size "1zb"');
+  });
+});
+
+describe("parseSecurityOpts", () => {
+  it("takes no-new-privileges, the last one winning", () => {
+    expect(parseSecurityOpts([])).toEqual({ noNewPrivileges: false });
+    expect(parseSecurityOpts(["no-new-privileges"])).toEqual({ noNewPrivileges: true });
+    expect(parseSecurityOpts(["no-new-privileges:true", "no-new-privileges=false"])).toEqual({ noNewPrivileges: false });
+  });
+
+  it("refuses the others by name", () => {
+    expect(expectContainerError(() => parseSecurityOpts(["seccomp=unconfined"]), "unsupported").message).toBe('unsupported security option "seccomp=unconfined"');
   });
 });

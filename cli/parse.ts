@@ -150,3 +150,16 @@ export function parseTmpfs(value: string): { path: string; options: string[] } {
   }
   return { path, options };
 }
+
+/** Docker's `--security-opt` values this runtime has: `no-new-privileges[:true|false]`. */
+export function parseSecurityOpts(opts: string[]): { noNewPrivileges: boolean } {
+  let noNewPrivileges = false;
+  for (const opt of opts) {
+    const m = /^no-new-privileges(?:[:=](true|false))?$/.exec(opt);
+    if (!m) {
+      throw new ContainerError("unsupported", `unsupported security option "${opt}"`, { hint: "the one supported is no-new-privileges[:true|false]" });
+    }
+    noNewPrivileges = m[1] !== "false";
+  }
+  return { noNewPrivileges };
+}

@@ -83,6 +83,7 @@ function createRequest(config: ContainerConfig | undefined, defaults: ContainerD
       ulimits: config.ulimits.map((u) => ({ type: u.type, soft: Number(u.soft), hard: Number(u.hard) })),
       tmpfs: config.tmpfs.map((t) => ({ path: t.path, options: t.options })),
       shmSizeBytes: Number(config.shmSizeBytes),
+      noNewPrivileges: config.noNewPrivileges,
     },
     platform: config.platform,
   };

@@ -17,6 +17,7 @@ import {
   parseEnvFile,
   parseLabels,
   parseMemoryMiB,
+  parseSecurityOpts,
   parseTmpfs,
   parseUlimit,
   parseUser,
@@ -48,6 +49,7 @@ export interface CreateOptions {
   tmpfs: string[];
   shmSize?: string;
   platform?: string;
+  securityOpt: string[];
 }
 
 export interface RunOptions extends CreateOptions {
@@ -107,6 +109,7 @@ export async function containerConfig(image: string, command: string[], opts: Cr
     tmpfs: opts.tmpfs.map(parseTmpfs),
     shmSizeBytes: BigInt(opts.shmSize === undefined ? 0 : parseBytes(opts.shmSize, "shm size")),
     platform: opts.platform ?? "",
+    noNewPrivileges: parseSecurityOpts(opts.securityOpt).noNewPrivileges,
   };
 }
 
@@ -214,6 +217,7 @@ function withCreateOptions(cmd: Command): Command {
     .option("--ulimit <type=soft[:hard]>", "set a resource limit, e.g. nofile=1024:2048 (repeatable)", list, [] as string[])
     .option("--tmpfs <path[:options]>", "mount a tmpfs, e.g. /run:size=64m (repeatable)", list, [] as string[])
     .option("--shm-size <size>", "size of /dev/shm (default 64M)")
+    .option("--security-opt <opt>", "no-new-privileges: setuid bits and file capabilities grant nothing (repeatable)", list, [] as string[])
     .option("--platform <os/arch>", "run the image of this platform, e.g. linux/arm64 (another architecture is emulated)")
     .passThroughOptions();
 }

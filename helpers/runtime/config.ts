@@ -36,6 +36,8 @@ export interface Isolation {
   tmpfs: { path: string; options: string[] }[];
   /** /dev/shm's size; 0: 64 MiB. */
   shmSizeBytes: number;
+  /** prctl(PR_SET_NO_NEW_PRIVS) for every process (--security-opt no-new-privileges); absent in older configs. */
+  noNewPrivileges?: boolean;
 }
 
 export const DEFAULT_ISOLATION: Isolation = { init: false, capAdd: [], capDrop: [], ulimits: [], tmpfs: [], shmSizeBytes: 0 };

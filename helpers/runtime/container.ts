@@ -498,7 +498,7 @@ function isolationOf(p: ProcessConfig, starts: boolean): Pick<ProcessSpec, "capA
   return {
     capAdd: iso.capAdd,
     capDrop: iso.capDrop,
-    noNewPrivileges: false,
+    noNewPrivileges: iso.noNewPrivileges ?? false,
     rlimits: iso.ulimits.map((u) => ({ type: u.type, soft: limit(u.soft), hard: limit(u.hard) })),
     init: starts && iso.init,
     sandbox: starts ? { hostname: p.hostname ?? "", tmpfs: iso.tmpfs, shmSizeBytes: BigInt(iso.shmSizeBytes), sysctls: {} } : undefined,

@@ -67,6 +67,10 @@ describe("the container's own world", () => {
     expect(BigInt(`0x${admin.CapEff}`)).toBe((BigInt(`0x${DOCKER_DEFAULT_CAPS}`) | (1n << 21n)) & ~1n);
   });
 
+  it("--security-opt no-new-privileges sets NoNewPrivs", async () => {
+    expect(await probe(["--security-opt", "no-new-privileges"], STATUS)).toMatchObject({ NoNewPrivs: "1" });
+  });
+
   it("without CAP_CHOWN, chown fails; with the defaults it works", async () => {
     const r = await t.cli(["run", "--rm", "--cap-drop", "CHOWN", "demo", "sh", "-c", "touch /tmp/f; chown 65534 /tmp/f && echo chowned || echo refused"]);
     expect(r.stdout).toContain("refused");

@@ -70,10 +70,15 @@ export interface ContainerConfig {
   /** /dev/shm's size; 0: 64 MiB. */
   shmSizeBytes: bigint;
   /**
-   * os/arch of the image and the VM ("linux/arm64"); empty: the host's. A
-   * foreign architecture boots its own guest kernel under emulation.
+   * os/arch of the image ("linux/arm64"); empty: the host's. Another
+   * architecture is emulated (config.toml's [emulation] mode).
    */
   platform: string;
+  /**
+   * Docker's --security-opt no-new-privileges: set-user-ID bits and file
+   * capabilities grant nothing.
+   */
+  noNewPrivileges: boolean;
 }
 
 export interface ContainerConfig_LabelsEntry {
@@ -810,6 +815,7 @@ function createBaseContainerConfig(): ContainerConfig {
     tmpfs: [],
     shmSizeBytes: 0n,
     platform: "",
+    noNewPrivileges: false,
   };
 }
 
@@ -886,6 +892,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     }
     if (message.platform !== "") {
       writer.uint32(178).string(message.platform);
+    }
+    if (message.noNewPrivileges !== false) {
+      writer.uint32(184).bool(message.noNewPrivileges);
     }
     return writer;
   },
@@ -1082,6 +1091,14 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
             message.platform = reader.string();
             continue;
           }
+          case 23: {
+            if (tag !== 184) {
+              break;
+            }
+
+            message.noNewPrivileges = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1155,6 +1172,11 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
         ? BigInt(object.shm_size_bytes)
         : 0n,
       platform: isSet(object.platform) ? globalThis.String(object.platform) : "",
+      noNewPrivileges: isSet(object.noNewPrivileges)
+        ? globalThis.Boolean(object.noNewPrivileges)
+        : isSet(object.no_new_privileges)
+        ? globalThis.Boolean(object.no_new_privileges)
+        : false,
     };
   },
 
@@ -1232,6 +1254,9 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
     if (message.platform !== "") {
       obj.platform = message.platform;
     }
+    if (message.noNewPrivileges !== false) {
+      obj.noNewPrivileges = message.noNewPrivileges;
+    }
     return obj;
   },
 
@@ -1272,6 +1297,7 @@ export const ContainerConfig: MessageFns<ContainerConfig> = {
       ? BigInt(object.shmSizeBytes)
       : 0n;
     message.platform = object.platform ?? "";
+    message.noNewPrivileges = object.noNewPrivileges ?? false;
     return message;
   },
 };

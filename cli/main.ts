@@ -7,6 +7,7 @@ import { registerCopy } from "./commands/copy.js";
 import { registerExec } from "./commands/exec.js";
 import { registerStats } from "./commands/stats.js";
 import { registerImage } from "./commands/image.js";
+import { registerRegistry } from "./commands/registry.js";
 import { registerRun } from "./commands/run.js";
 import { registerSystem } from "./commands/system.js";
 
@@ -23,6 +24,7 @@ registerExec(program);
 registerCopy(program);
 registerStats(program);
 registerImage(program);
+registerRegistry(program);
 registerSystem(program);
 
 try {

@@ -16,13 +16,15 @@ const step = (msg) => console.log(`==> ${msg}`);
 const started = Date.now();
 
 // Debian packages: QEMU, the kernel source and compilers, the image tools the
-// tests use as independent peers (skopeo, umoci, docker-registry, and
-// apache2-utils for the registry's bcrypt htpasswd file), e2fsprogs, and
-// qemu-user-static (the guest's emulator for images of another architecture).
+// tests use as independent peers (skopeo, umoci, docker-registry,
+// apache2-utils for the registry's bcrypt htpasswd file, openssl for its TLS
+// certificates, zstd for zstd layers, debootstrap for the Debian image the
+// image e2e test builds once and caches), e2fsprogs, and qemu-user-static
+// (the guest's emulator for images of another architecture).
 const PACKAGES = [
   "qemu-system-x86", "qemu-system-arm", "qemu-utils", "linux-source-6.1", "build-essential", "flex", "bison", "bc",
   "libelf-dev", "libssl-dev", "gcc-aarch64-linux-gnu", "skopeo", "umoci", "busybox-static", "docker-registry",
-  "apache2-utils", "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux", "qemu-user-static",
+  "apache2-utils", "openssl", "zstd", "debootstrap", "protobuf-compiler", "e2fsprogs", "xz-utils", "tmux", "util-linux", "qemu-user-static",
 ];
 const VHOST_DEVICE_VSOCK_VERSION = "0.3.0";
 

@@ -1,14 +1,15 @@
 // `container image load|pull|list|tag|rm|inspect|save|push|prune`.
-import { createReadStream, createWriteStream } from "node:fs";
-import { access, rename, rm } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { access } from "node:fs/promises";
 import { PassThrough, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { ImageDetail, ImageSummary, LoadImageResponse, PullProgress, PushedImage } from "../../apiserver/api/gen/apiserver.js";
-import { dockerCredentials } from "../../helpers/image/registry/credentials.js";
+import { registryCredentials } from "../../helpers/image/registry/credentials.js";
+import { formatPlatform, hostPlatform, parsePlatformString } from "../../helpers/image/oci.js";
 import { parseReference } from "../../helpers/image/reference.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
+import { checkArchiveOutput, writeArchive } from "../stdio.js";
 import { parseCount, parseFormat } from "../parse.js";
 import { progressLines } from "../render/progress.js";
 import { formatBytes, renderJson, renderTable } from "../render/table.js";
@@ -51,6 +52,8 @@ async function load(input: string | undefined): Promise<ImageSummary[]> {
 
 interface PullFlags {
   platform?: string;
+  os?: string;
+  arch?: string;
   insecureRegistry: string[];
   maxConcurrentDownloads?: string;
 }
@@ -62,15 +65,28 @@ function layerLine(p: PullProgress, verb: "pull" | "push" = "pull"): string {
   return `${id}: ${verb === "pull" ? "downloading" : "uploading"} ${formatBytes(Number(p.done))} / ${formatBytes(Number(p.total))}`;
 }
 
+/** The platform asked for: --platform, else --os/--arch over the host's (the apiserver's default), else none. */
+export function pullPlatform(flags: Pick<PullFlags, "platform" | "os" | "arch">): string {
+  if (flags.platform !== undefined) {
+    if (flags.os !== undefined || flags.arch !== undefined) throw new ContainerError("invalidArgument", "--platform cannot be combined with --os or --arch");
+    return formatPlatform(parsePlatformString(flags.platform));
+  }
+  if (flags.os === undefined && flags.arch === undefined) return "";
+  const host = hostPlatform();
+  return formatPlatform(parsePlatformString(`${flags.os ?? host.os}/${flags.arch ?? host.architecture}`));
+}
+
 /**
  * Asks the apiserver to pull, drawing each layer's progress on stderr. The
- * credentials are the user's, read here from the docker config (as the docker
- * CLI does) and sent for the reference's registry only.
+ * credentials are the user's, read here (ours from `registry login`, else the
+ * docker config and its credential helpers, as the docker CLI does) and sent
+ * for the reference's registry only.
  */
 async function pull(reference: string, flags: PullFlags): Promise<ImageSummary> {
   const { domain } = parseReference(reference);
-  const credentials = await dockerCredentials(domain);
+  const credentials = await registryCredentials(domain);
   const maxConcurrentDownloads = flags.maxConcurrentDownloads === undefined ? 0 : parseCount(flags.maxConcurrentDownloads);
+  const platform = pullPlatform(flags);
   const lines = progressLines(process.stderr);
   const client = connect();
   try {
@@ -84,7 +100,7 @@ async function pull(reference: string, flags: PullFlags): Promise<ImageSummary> 
         end: () => (image ? resolve(image) : reject(new ContainerError("internal", "the apiserver ended the pull without a result"))),
         error: (err) => reject(explain(err)),
       });
-      call.write({ reference, platform: flags.platform ?? "", insecureRegistries: flags.insecureRegistry, credentials, maxConcurrentDownloads });
+      call.write({ reference, platform, insecureRegistries: flags.insecureRegistry, credentials, maxConcurrentDownloads });
       call.end();
     });
   } finally {
@@ -100,7 +116,7 @@ interface PushFlags {
 /** Asks the apiserver to push, drawing each blob's progress on stderr; credentials as for pull. */
 async function push(reference: string, flags: PushFlags): Promise<PushedImage> {
   const { domain } = parseReference(reference);
-  const credentials = await dockerCredentials(domain);
+  const credentials = await registryCredentials(domain);
   const maxConcurrentUploads = flags.maxConcurrentUploads === undefined ? 0 : parseCount(flags.maxConcurrentUploads);
   const lines = progressLines(process.stderr);
   const client = connect();
@@ -145,25 +161,10 @@ async function save(references: string[], opts: { output?: string; format: strin
   if (opts.format !== "oci" && opts.format !== "docker") {
     throw new ContainerError("invalidArgument", `unknown archive format "${opts.format}"`, { hint: "use oci or docker" });
   }
-  if (opts.output === undefined && process.stdout.isTTY) {
-    throw new ContainerError("invalidArgument", "refusing to write an archive to a terminal", { hint: "use -o FILE or redirect stdout" });
-  }
+  checkArchiveOutput(opts.output);
   const client = connect();
   try {
-    const archive = saveStream(client, references, opts.format);
-    if (opts.output === undefined) {
-      await pipeline(archive, process.stdout, { end: false });
-      return;
-    }
-    // Written beside the target and renamed: a failed save leaves no partial file.
-    const tmp = `${opts.output}.partial-${process.pid}`;
-    try {
-      await pipeline(archive, createWriteStream(tmp, { mode: 0o644 }));
-      await rename(tmp, opts.output);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
+    await writeArchive(saveStream(client, references, opts.format), opts.output);
   } finally {
     client.close();
   }
@@ -223,6 +224,8 @@ export function registerImage(program: Command): void {
     .description("fetch an image from its registry")
     .argument("<reference>", "e.g. alpine, ghcr.io/org/app:1, localhost:5000/demo@sha256:…")
     .option("--platform <os/arch[/variant]>", "the platform to pull from a multi-platform image (default: the host's)")
+    .option("--os <os>", "the platform's OS, with the host's architecture unless --arch")
+    .option("--arch <arch>", "the platform's architecture (amd64, arm64, …), with the host's OS unless --os")
     .option("--insecure-registry <host[:port]>", "speak plain http to this registry (repeatable; loopback ones always are)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--max-concurrent-downloads <n>", "layers downloaded at once (default 3)")
     .action(async (reference: string, flags: PullFlags) => {

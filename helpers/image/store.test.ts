@@ -1,10 +1,11 @@
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createReadStream, existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { isContainerError } from "../../lib/errors/index.js";
 import { createLogger } from "../../lib/log/index.js";
@@ -309,10 +310,40 @@ describe("archives built in the test", () => {
     expect(existsSync("/escape") || existsSync("/x")).toBe(false);
   });
 
-  it("refuses zstd layers as unsupported", async () => {
-    const built = await makeOciArchive({ layers: [await layer1], layerMediaType: MEDIA.ociLayerZstd, annotations: { "org.opencontainers.image.ref.name": "z:1" } });
-    await store.load(Readable.from([built.tar]));
-    await expectError(store.resolve("z:1", AMD64), "unsupported", /zstd/);
+  it("unpacks zstd layers compressed by the zstd tool, several frames too", async () => {
+    const tar = await layer1;
+    const zstd = (input: Buffer, level: string): Buffer => execFileSync("zstd", ["-q", "-c", level], { input });
+    // Two frames back to back: what a parallel compressor (zstdmt, pzstd) writes.
+    const frames = Buffer.concat([zstd(tar.subarray(0, 1024), "-3"), zstd(tar.subarray(1024), "-19")]);
+    for (const [name, stored] of [["z1", zstd(tar, "-3")], ["z2", frames]] as const) {
+      const built = await makeOciArchive({ layers: [tar], stored: [stored], layerMediaType: MEDIA.ociLayerZstd, annotations: { "org.opencontainers.image.ref.name": `${name}:1` } });
+      await store.load(Readable.from([built.tar]));
+      const { rootfsPath } = await store.resolve(`${name}:1`, AMD64);
+      expect(await ext4List(rootfsPath, "/etc")).toEqual(["gone", "keep"]);
+      expect(await debugfs(rootfsPath, "cat /etc/keep")).toBe("keep");
+    }
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it("rejects a corrupt zstd layer, and a decompression bomb past its expansion cap", async () => {
+    const tar = await layer1;
+    const zstd = execFileSync("zstd", ["-q", "-c"], { input: tar });
+    const corrupt = Buffer.concat([zstd.subarray(0, 20), Buffer.alloc(40, 0xff), zstd.subarray(60)]);
+    const bad = await makeOciArchive({ layers: [tar], stored: [corrupt], layerMediaType: MEDIA.ociLayerZstd, annotations: { "org.opencontainers.image.ref.name": "bad:1" } });
+    await store.load(Readable.from([bad.tar]));
+    await expectError(store.resolve("bad:1", AMD64), "invalidArgument", /^layer 1\/1 \([0-9a-f]{12}\) is not valid zstd/);
+
+    // 8 MiB of zeros: 8 KiB of gzip, 256 bytes of zstd; the cap is 64 × the declared size, at least 1 MiB.
+    const capped = createImageStore({ root, logger: createLogger({ component: "test", write: () => undefined }), maxLayerExpansion: { ratio: 64, floor: 1 << 20 } });
+    const bomb = await makeTar([{ name: "zeros", data: Buffer.alloc(8 << 20) }]);
+    for (const [name, stored, mediaType] of [
+      ["gz", gzipSync(bomb), MEDIA.ociLayerGzip],
+      ["zst", execFileSync("zstd", ["-q", "-c", "-19"], { input: bomb }), MEDIA.ociLayerZstd],
+    ] as const) {
+      const built = await makeOciArchive({ layers: [bomb], stored: [stored], layerMediaType: mediaType, annotations: { "org.opencontainers.image.ref.name": `${name}:1` } });
+      await capped.load(Readable.from([built.tar]));
+      await expectError(capped.resolve(`${name}:1`, AMD64), "invalidArgument", new RegExp(`^layer 1/1 \\([0-9a-f]{12}\\) inflates to more than ${1 << 20} bytes from ${stored.length}: refusing a decompression bomb$`));
+    }
     expect(await leftovers()).toEqual([]);
   });
 });

@@ -65,6 +65,8 @@ export interface ImageStoreOptions {
   logger: Logger;
   /** Cap on the bytes an image may unpack to; default 32 GiB. */
   maxUnpackedBytes?: number;
+  /** Cap on a compressed layer's inflated bytes, max(size × ratio, floor); default 200× or 1 GiB (unpack/). */
+  maxLayerExpansion?: { ratio: number; floor: number };
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -502,6 +504,7 @@ class Store implements ImageStore {
               diffIds: config.diffIds,
               logger: this.options.logger,
               ...(this.options.maxUnpackedBytes !== undefined ? { maxBytes: this.options.maxUnpackedBytes } : {}),
+              ...(this.options.maxLayerExpansion ? { expansion: this.options.maxLayerExpansion } : {}),
             }))().finally(() => this.unpacking.delete(manifestDigest));
       this.unpacking.set(manifestDigest, pending);
     }

@@ -149,6 +149,8 @@ export interface ImageOptions {
   /** Uncompressed layer tars, bottom first. */
   layers: Buffer[];
   gzip?: boolean;
+  /** The layers as stored, compressed by the test (give layerMediaType too); diff_ids still come from `layers`. */
+  stored?: Buffer[];
   architecture?: string;
   manifestMediaType?: string;
   /** Overrides the layers' media type. */
@@ -178,9 +180,9 @@ export class LayoutBuilder {
   /** One image; returns its manifest's descriptor (with platform) and config's digest. */
   image(o: ImageOptions): { manifest: Desc; config: string } {
     const architecture = o.architecture ?? "amd64";
-    const layers = o.layers.map((l) => ({
+    const layers = o.layers.map((l, i) => ({
       mediaType: o.layerMediaType ?? (o.gzip ? MEDIA.ociLayerGzip : MEDIA.ociLayer),
-      ...this.add(o.gzip ? gzipSync(l) : l),
+      ...this.add(o.stored?.[i] ?? (o.gzip ? gzipSync(l) : l)),
     }));
     const config = {
       architecture,

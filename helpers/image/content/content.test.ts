@@ -41,6 +41,38 @@ describe("ContentStore", () => {
   });
 });
 
+describe("ContentStore.resume", () => {
+  it("keeps a partial between downloads, one download of a digest at a time, and verifies on commit", async () => {
+    const store = new ContentStore(root);
+    const bytes = Buffer.from("0123456789");
+    const want = { digest: sha256(bytes), size: bytes.length };
+    const first = await store.resume(want);
+    expect([first.offset, first.resumed]).toEqual([0, false]);
+    await expect(first.append(0, (async function* () {
+      yield bytes.subarray(0, 4);
+      throw new Error("connection reset");
+    })())).rejects.toThrow("connection reset");
+    expect(first.offset).toBe(4);
+    let secondOpened = false;
+    const second = store.resume(want).then((p) => ((secondOpened = true), p));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(secondOpened).toBe(false);
+    await first.release();
+
+    const resumed = await second;
+    expect([resumed.offset, resumed.resumed]).toEqual([4, true]);
+    await resumed.append(4, [Buffer.from("45678X")]);
+    await expect(resumed.commit()).rejects.toThrow(/failed verification: content hashes to/);
+    // A failed verification empties the partial: the next try starts over.
+    expect(resumed.offset).toBe(0);
+    await resumed.append(0, [bytes]);
+    await resumed.commit();
+    await resumed.release();
+    expect(await store.read(want.digest)).toEqual(bytes);
+    expect(await fs.readdir(path.join(root, "ingest"))).toEqual([]);
+  });
+});
+
 describe("ImageRecords", () => {
   it("serialises concurrent updates and writes atomically", async () => {
     const records = new ImageRecords(path.join(root, "images.json"));

@@ -73,7 +73,7 @@ export function basicAuthorization(c: Credentials): string {
 export interface AuthorizerOptions {
   /** The registry, for messages. */
   host: string;
-  /** What the token is asked for, e.g. `repository:library/alpine:pull`. */
+  /** What the token is asked for, e.g. `repository:library/alpine:pull`; "" asks for none (a login check). */
   scope: string;
   credentials?: Credentials;
   /** GETs a token endpoint URL the way the client GETs anything (redirects, abort), with `authorization` if given. */
@@ -126,13 +126,13 @@ export class Authorizer {
       throw new ContainerError("invalidArgument", `registry ${host} sent a bad token realm "${challenge.params.realm}"`);
     }
     if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
-    url.searchParams.set("scope", scope);
+    if (scope) url.searchParams.set("scope", scope);
     const res = await this.options.get(url, credentials ? basicAuthorization(credentials) : undefined);
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw credentials
         ? new ContainerError("invalidArgument", `registry ${host} rejected the credentials of ${credentials.username}`)
-        : new ContainerError("invalidArgument", `registry ${host} refused an anonymous token`, { hint: "add credentials to ~/.docker/config.json" });
+        : new ContainerError("invalidArgument", `registry ${host} refused an anonymous token`, { hint: `log in first: container registry login ${host}` });
     }
     if (!res.ok) {
       await res.body?.cancel();

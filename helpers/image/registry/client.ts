@@ -4,9 +4,10 @@
 // Knows HTTP, auth and the registry's error bodies; knows nothing of the
 // content store.
 //
-// TLS is verified always (Node's fetch). Loopback registries (localhost,
-// 127.0.0.0/8, ::1) and those named in `insecure` are spoken to over plain
-// http instead, as Docker does for localhost.
+// TLS is verified always (Node's fetch: its CA store plus the PEM file in
+// NODE_EXTRA_CA_CERTS, read at process start). Loopback registries
+// (localhost, 127.0.0.0/8, ::1) and those named in `insecure` are spoken to
+// over plain http instead, as Docker does for localhost; nothing else is.
 import { ContainerError } from "../../../lib/errors/index.js";
 import { MAX_DOCUMENT_BYTES, digestOf } from "../content/index.js";
 import { INDEX_TYPES, MANIFEST_TYPES, type Descriptor } from "../oci.js";
@@ -39,6 +40,21 @@ export interface FetchedManifest {
   /** From Content-Type; undefined when it names no manifest type (the document then says). */
   mediaType?: string;
 }
+
+/** Failures worth another try: the network, the registry's 5xx, a download cut short. */
+const TRANSIENT = new WeakSet<object>();
+
+function transient(err: ContainerError): ContainerError {
+  TRANSIENT.add(err);
+  return err;
+}
+
+/** Whether `err` came from a failure that may not happen again (a dropped connection, a 5xx). */
+export function isTransient(err: unknown): boolean {
+  return typeof err === "object" && err !== null && TRANSIENT.has(err);
+}
+
+const UNREACHABLE = ["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH"];
 
 function hostname(domain: string): string {
   return domain.startsWith("[") ? domain.slice(1, domain.indexOf("]")) : domain.replace(/:\d+$/, "");
@@ -103,6 +119,7 @@ async function* chunked(source: AsyncIterable<Buffer>, size: number): AsyncGener
 }
 
 export class RegistryClient {
+  private readonly origin: string;
   private readonly base: string;
   private readonly auth: Authorizer;
   private readonly name: string;
@@ -113,14 +130,36 @@ export class RegistryClient {
   ) {
     const host = ref.domain === DEFAULT_DOMAIN ? DOCKER_HUB_API : ref.domain;
     const scheme = usesPlainHttp(ref.domain, options.insecure) ? "http" : "https";
-    this.base = `${scheme}://${host}/v2/${ref.path}`;
-    this.name = familiarName(ref);
+    this.origin = `${scheme}://${host}`;
+    this.base = `${this.origin}/v2/${ref.path}`;
+    this.name = ref.path ? familiarName(ref) : ref.domain;
     this.auth = new Authorizer({
       host: ref.domain,
-      scope: `repository:${ref.path}:${options.push ? "pull,push" : "pull"}`,
+      scope: ref.path ? `repository:${ref.path}:${options.push ? "pull,push" : "pull"}` : "",
       ...(options.credentials ? { credentials: options.credentials } : {}),
       get: (url, authorization) => this.follow(url, { method: "GET", headers: {} }, authorization),
     });
+  }
+
+  /**
+   * A client for the registry `domain` itself, not a repository: for
+   * checkLogin() only.
+   */
+  static forRegistry(domain: string, options: RegistryOptions = {}): RegistryClient {
+    return new RegistryClient({ domain, path: "" }, options);
+  }
+
+  /**
+   * Checks that the options' credentials open the registry, as `docker login`
+   * does: GET /v2/, answering its challenge (a token for no scope, or Basic).
+   */
+  async checkLogin(): Promise<void> {
+    const res = await this.request("GET", new URL(`${this.origin}/v2/`), { headers: {}, allow: [401, 403] }, `registry ${this.ref.domain}`);
+    await res.body?.cancel();
+    if (res.status === 401 || res.status === 403) {
+      const who = this.options.credentials ? ` of ${this.options.credentials.username}` : "";
+      throw new ContainerError("invalidArgument", `registry ${this.ref.domain} rejected the credentials${who}`);
+    }
   }
 
   /** The manifest or index `reference` (a tag or a digest) names, verified; at most MAX_DOCUMENT_BYTES. */
@@ -146,20 +185,45 @@ export class RegistryClient {
   }
 
   /**
-   * The blob's bytes as they arrive, unverified: the caller hashes them into
-   * the content store, whose commit checks digest and size. A stream that
-   * runs past `desc.size` fails at once rather than filling the disk.
+   * The blob's bytes from `offset` on (a Range request; 0: all of it) as they
+   * arrive, unverified: the caller hashes them into the content store, whose
+   * commit checks digest and size. `start` is where the bytes begin: `offset`,
+   * or 0 when the registry ignored the range. A stream that runs past
+   * `desc.size` fails at once rather than filling the disk; one that ends
+   * short fails as a transient error (see isTransient).
    */
-  async *blob(desc: Descriptor, onBytes: (done: number) => void = () => undefined): AsyncGenerator<Buffer> {
+  async blob(desc: Descriptor, offset = 0, onBytes: (done: number) => void = () => undefined): Promise<{ start: number; chunks: AsyncGenerator<Buffer> }> {
     const what = `blob ${desc.digest}`;
-    const res = await this.request("GET", `blobs/${desc.digest}`, { headers: {} }, `${what} of ${this.name}`);
-    let done = 0;
-    for await (const chunk of this.body(res, what)) {
-      done += chunk.length;
-      if (done > desc.size) throw new ContainerError("invalidArgument", `${what} is larger than the ${desc.size} bytes its descriptor says`);
-      onBytes(done);
-      yield chunk;
+    const subject = `${what} of ${this.name}`;
+    const ranged: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    let res = await this.request("GET", `blobs/${desc.digest}`, { headers: ranged, allow: [416] }, subject);
+    if (res.status === 416) {
+      // The registry holds less than the partial: start over.
+      await res.body?.cancel();
+      res = await this.request("GET", `blobs/${desc.digest}`, { headers: {} }, subject);
     }
+    let start = 0;
+    if (res.status === 206) {
+      const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(res.headers.get("content-range") ?? "");
+      if (!m || Number(m[1]) !== offset) {
+        await res.body?.cancel();
+        throw new ContainerError("invalidArgument", `registry ${this.ref.domain} answered a range request for ${what} with the range "${res.headers.get("content-range")}"`);
+      }
+      start = offset;
+    }
+    const body = this.body(res, what);
+    const domain = this.ref.domain;
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let done = start;
+      for await (const chunk of body) {
+        done += chunk.length;
+        if (done > desc.size) throw new ContainerError("invalidArgument", `${what} is larger than the ${desc.size} bytes its descriptor says`);
+        onBytes(done);
+        yield chunk;
+      }
+      if (done < desc.size) throw transient(new ContainerError("unavailable", `download of ${what} from ${domain} ended after ${done} of ${desc.size} bytes`));
+    }
+    return { start, chunks: chunks() };
   }
 
   /** Whether the repository has the blob (HEAD). */
@@ -286,13 +350,21 @@ export class RegistryClient {
   private networkError(err: unknown, message: string): ContainerError {
     if (err instanceof ContainerError) return err;
     if (this.options.signal?.aborted) return new ContainerError("cancelled", `${this.options.push ? "push" : "pull"} cancelled`, { cause: err });
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    const cause = (err as { cause?: { code?: string; message?: string; reason?: string } }).cause;
     const why = cause?.code ?? cause?.message ?? (err as Error).message;
-    const tls = /CERT|SSL|TLS/i.test(why);
-    return new ContainerError("unavailable", `${message}: ${why}`, {
-      cause: err,
-      ...(tls ? { hint: `if ${this.ref.domain} serves plain http, pass --insecure-registry ${this.ref.domain}` } : {}),
-    });
+    // Certificate failures (UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID, …) and TLS spoken to plain http (ERR_SSL_WRONG_VERSION_NUMBER).
+    const tls = /CERT|SSL|TLS|VERIFY|SIGNATURE|EPROTO/i.test(why);
+    if (tls) {
+      // OpenSSL's own message is several lines with file names; its reason is one phrase.
+      const reason = (cause?.reason ?? cause?.message ?? why).split("\n")[0];
+      return new ContainerError("unavailable", `${message}: TLS failed: ${reason}`, {
+        cause: err,
+        hint: `trust its CA (NODE_EXTRA_CA_CERTS=ca.pem in the environment of \`container system start\`), or if ${this.ref.domain} serves plain http, pass --insecure-registry ${this.ref.domain}`,
+      });
+    }
+    const failure = new ContainerError("unavailable", `${message}: ${why}`, { cause: err });
+    // A registry that is down or unknown stays so for the seconds retries take; a dropped connection may not.
+    return UNREACHABLE.includes(cause?.code ?? "") ? failure : transient(failure);
   }
 
   private async failure(res: Response, subject: string): Promise<ContainerError> {
@@ -305,7 +377,7 @@ export class RegistryClient {
     }
     if ((res.status === 401 || res.status === 403) && this.options.push) {
       return new ContainerError("invalidArgument", `push access denied for ${this.name}: ${text}`, {
-        hint: this.options.credentials ? "the credentials do not allow pushing to this repository" : `add credentials for ${registry} to ~/.docker/config.json`,
+        hint: this.options.credentials ? "the credentials do not allow pushing to this repository" : `log in first: container registry login ${registry}`,
       });
     }
     if (res.status === 401 || res.status === 403) {
@@ -313,11 +385,11 @@ export class RegistryClient {
       return this.options.credentials
         ? new ContainerError("notFound", `pull access denied for ${this.name}: the repository does not exist or the credentials do not allow it`)
         : new ContainerError("notFound", `pull access denied for ${this.name}: the repository does not exist or needs credentials`, {
-            hint: `add credentials for ${registry} to ~/.docker/config.json`,
+            hint: `log in first: container registry login ${registry}`,
           });
     }
     if (res.status === 429) return new ContainerError("resourceExhausted", `registry ${registry} is rate-limiting pulls: ${text}`);
-    if (res.status >= 500) return new ContainerError("unavailable", `registry ${registry} failed: ${text}`);
+    if (res.status >= 500) return transient(new ContainerError("unavailable", `registry ${registry} failed: ${text}`));
     return new ContainerError("invalidArgument", `registry ${registry} refused ${subject}: ${text}`);
   }
 }

@@ -226,7 +226,8 @@ describe("pull", () => {
     expect(await store.list()).toEqual([]);
     expect(existsSync(path.join(root, "content", "blobs", "sha256", layers[2]!.slice(7)))).toBe(false);
     expect(existsSync(path.join(root, "content", "blobs", "sha256", index.digest.slice(7)))).toBe(false);
-    expect(await leftovers()).toEqual([]);
+    // The layers the failure cut off may leave partials for the next pull; the corrupt one leaves nothing.
+    expect((await leftovers()).filter((f) => !/^[0-9a-f]{64}\.partial$/.test(f) || f.startsWith(layers[2]!.slice(7)))).toEqual([]);
   });
 
   it("says clearly what is missing: a tag, a repository, a platform", async () => {

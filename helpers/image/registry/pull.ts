@@ -6,16 +6,20 @@
 //   2. The config, stored like any blob and parsed: a manifest that is not a
 //      container image, or is built for another platform, fails here, before
 //      any layer is fetched.
-//   3. The layers, `concurrency` at a time. Each streams into the ingest area
-//      while being hashed and is committed only if digest and size match;
-//      layers already in the store are not fetched again.
+//   3. The layers, `concurrency` at a time. Each streams into its partial
+//      ingest (content/store.ts) while being hashed and is committed only if
+//      digest and size match; layers already in the store are not fetched
+//      again.
 //   4. The manifest, then the index: leaves before the documents that point
 //      at them, as load does, so that a stored document's content is there.
 // The caller records the image only once all of that succeeded. A failed pull
-// leaves at most some verified blobs, which the next pull reuses. A blob cut
-// off half-way starts over: the content store keeps no partial ingests.
-import fs from "node:fs/promises";
+// leaves some verified blobs and the partial ingests of the others, which the
+// next pull reuses: it asks for the rest of a cut-off blob with a Range
+// request. Transient failures (a dropped connection, a 5xx) are retried here
+// with exponential backoff, a blob's download going on where it stopped; a
+// resumed blob that fails verification is fetched once more from the start.
 import { ContainerError } from "../../../lib/errors/index.js";
+import { sleep } from "../../../lib/fs/read.js";
 import { MAX_DOCUMENT_BYTES, type ContentStore } from "../content/index.js";
 import type { LoadedImage } from "../load.js";
 import {
@@ -37,9 +41,18 @@ import {
 } from "../oci.js";
 import { DEFAULT_TAG, familiarString, type ImageReference } from "../reference.js";
 import type { Platform, PullProgress } from "../types.js";
-import { RegistryClient, type FetchedManifest, type RegistryOptions } from "./client.js";
+import { RegistryClient, isTransient, type FetchedManifest, type RegistryOptions } from "./client.js";
 
 export const DEFAULT_CONCURRENT_DOWNLOADS = 3;
+
+/** Tries of one request or download that makes no progress; the wait doubles from `baseMs` between them. */
+export interface RetryPolicy {
+  attempts: number;
+  baseMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseMs: 500 };
+const MAX_BACKOFF_MS = 8000;
 /** Progress of one layer is reported at most this often (and at its start and end). */
 const PROGRESS_INTERVAL_MS = 200;
 
@@ -51,6 +64,7 @@ export interface PullRequest {
   /** Layers downloaded at once. */
   concurrency: number;
   onProgress: (progress: PullProgress) => void;
+  retry?: RetryPolicy;
 }
 
 /**
@@ -100,7 +114,7 @@ export async function pullImage(req: PullRequest): Promise<LoadedImage> {
   const client = new RegistryClient(req.ref, { ...req.registry, signal });
 
   const { top, index, chosen, manifest } = await fetchManifest(client, req, name);
-  const config = await fetchBlobs(client, req, manifest, name, () => stop.abort());
+  const config = await fetchBlobs(client, req, manifest, name, stop);
   await req.content.put(chosen.bytes, { digest: chosen.digest });
   if (index) await req.content.put(top.bytes, { digest: top.digest });
 
@@ -116,7 +130,9 @@ async function fetchManifest(
   req: PullRequest,
   name: string,
 ): Promise<{ top: FetchedManifest; index?: Index; chosen: FetchedManifest; manifest: Manifest }> {
-  const top = await client.manifest(req.ref.digest ?? req.ref.tag ?? DEFAULT_TAG);
+  const retry = req.retry ?? DEFAULT_RETRY;
+  const signal = req.registry.signal;
+  const top = await retrying(retry, signal, () => client.manifest(req.ref.digest ?? req.ref.tag ?? DEFAULT_TAG));
   const topDoc = parseJson(top.bytes, `manifest of ${name}`);
   let index: Index | undefined;
   let chosen = top;
@@ -129,7 +145,7 @@ async function fetchManifest(
         hint: `it has ${offered.join(", ") || "no runnable image"}; pick one with --platform`,
       });
     }
-    chosen = await client.manifest(entry.digest, entry.size);
+    chosen = await retrying(retry, signal, () => client.manifest(entry.digest, entry.size));
   }
   const what = `manifest ${chosen.digest}`;
   const manifest = parseManifest(parseJson(chosen.bytes, what), what, chosen.mediaType);
@@ -137,39 +153,97 @@ async function fetchManifest(
   return { top, ...(index ? { index } : {}), chosen, manifest };
 }
 
-/** Steps 2 and 3: the config, checked, then the layers; `failed` is called on the first layer that fails. */
-async function fetchBlobs(client: RegistryClient, req: PullRequest, manifest: Manifest, name: string, failed: () => void): Promise<ConfigDocument> {
+/** Runs `fn` until it succeeds, fails for good, or fails transiently `policy.attempts` times; waits in between. */
+async function retrying<T>(policy: RetryPolicy, signal: AbortSignal | undefined, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isTransient(err) || attempt >= policy.attempts) throw err;
+      await backoff(policy, attempt, signal);
+    }
+  }
+}
+
+async function backoff(policy: RetryPolicy, attempt: number, signal: AbortSignal | undefined): Promise<void> {
+  await sleep(Math.min(policy.baseMs * 2 ** (attempt - 1), MAX_BACKOFF_MS), signal);
+  if (signal?.aborted) throw new ContainerError("cancelled", "pull cancelled");
+}
+
+/**
+ * Downloads one blob into the content store through its partial ingest:
+ * after a transient failure the next try asks for the rest only. Tries that
+ * add no byte count against `policy.attempts`; one that does starts the count
+ * again. A resumed blob that fails verification starts over once.
+ */
+export async function downloadBlob(
+  client: RegistryClient,
+  content: ContentStore,
+  desc: Descriptor,
+  options: { retry: RetryPolicy; signal?: AbortSignal; report?: (done: number, present?: boolean) => void },
+): Promise<void> {
+  const { report } = options;
+  const ingest = await content.resume(desc);
+  try {
+    // Another pull may have stored it while this one waited for the partial.
+    if (await content.has(desc.digest)) return report?.(desc.size, true);
+    report?.(ingest.offset);
+    let fresh = !ingest.resumed;
+    for (let failures = 0; ; ) {
+      const before = ingest.offset;
+      try {
+        if (ingest.offset < desc.size) {
+          const { start, chunks } = await client.blob(desc, ingest.offset, (done) => done < desc.size && report?.(done));
+          await ingest.append(start, chunks);
+        }
+      } catch (err) {
+        failures = ingest.offset > before ? 1 : failures + 1;
+        if (!isTransient(err) || failures >= options.retry.attempts) throw err;
+        await backoff(options.retry, failures, options.signal);
+        continue;
+      }
+      try {
+        await ingest.commit();
+        break;
+      } catch (err) {
+        // commit() emptied the partial: a resumed blob starts over, once.
+        if (fresh) throw err;
+        fresh = true;
+      }
+    }
+  } finally {
+    await ingest.release();
+  }
+  report?.(desc.size);
+}
+
+/** Steps 2 and 3: the config, checked, then the layers; the first layer that fails aborts `stop`, and with it the others. */
+async function fetchBlobs(client: RegistryClient, req: PullRequest, manifest: Manifest, name: string, stop: AbortController): Promise<ConfigDocument> {
   const { content } = req;
-  const dir = await content.ingestDir();
+  const signal = req.registry.signal ? AbortSignal.any([req.registry.signal, stop.signal]) : stop.signal;
+  const options = { retry: req.retry ?? DEFAULT_RETRY, signal };
   const store = async (desc: Descriptor, report?: (done: number, present?: boolean) => void): Promise<void> => {
     if (await content.has(desc.digest)) return report?.(desc.size, true);
-    report?.(0);
-    const file = await content.writeIngest(dir, client.blob(desc, (done) => done < desc.size && report?.(done)));
-    await content.commit(file, { digest: desc.digest, size: desc.size });
-    report?.(desc.size);
+    await downloadBlob(client, content, desc, { ...options, ...(report ? { report } : {}) });
   };
-  try {
-    await store(manifest.config);
-    const what = `config ${manifest.config.digest}`;
-    const config = parseConfig(parseJson(await content.read(manifest.config.digest), what), what);
-    checkDiffIds(config.diffIds.length, manifest.layers.length, `manifest of ${name}`);
-    const platform = configPlatform(config);
-    if (!platformMatches(req.platform, platform)) {
-      throw new ContainerError("notFound", `${name} is built for ${formatPlatform(platform)}, not ${formatPlatform(req.platform)}`, {
-        hint: "pick the platform with --platform",
-      });
-    }
-    const layers = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
-    await eachLimited(layers, req.concurrency, (layer) =>
-      store(layer, reporter(layer, req.onProgress)).catch((err: unknown) => {
-        failed();
-        throw err;
-      }),
-    );
-    return config;
-  } finally {
-    await fs.rm(dir, { recursive: true, force: true });
+  await store(manifest.config);
+  const what = `config ${manifest.config.digest}`;
+  const config = parseConfig(parseJson(await content.read(manifest.config.digest), what), what);
+  checkDiffIds(config.diffIds.length, manifest.layers.length, `manifest of ${name}`);
+  const platform = configPlatform(config);
+  if (!platformMatches(req.platform, platform)) {
+    throw new ContainerError("notFound", `${name} is built for ${formatPlatform(platform)}, not ${formatPlatform(req.platform)}`, {
+      hint: "pick the platform with --platform",
+    });
   }
+  const layers = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
+  await eachLimited(layers, req.concurrency, (layer) =>
+    store(layer, reporter(layer, req.onProgress)).catch((err: unknown) => {
+      stop.abort();
+      throw err;
+    }),
+  );
+  return config;
 }
 
 /** Bytes of a document plus its distinct blobs. */

@@ -8,6 +8,11 @@
 // image is checked with `e2fsck -fn` and only then renamed into place, so the
 // rootfs path only ever holds a complete, checked image. The temporary
 // directory is removed whatever happens. Needs e2fsprogs (e2fsck) only.
+//
+// zstd layers are decompressed by fzstd: pure JavaScript, streaming, no
+// dependencies, so it installs from npm anywhere without a native build or
+// a prebuilt download (Node 20's zlib has no zstd; zstd-napi and
+// @mongodb-js/zstd fetch prebuilt binaries at install time, else compile).
 import { execFile } from "node:child_process";
 import { createHash, type Hash } from "node:crypto";
 import fs from "node:fs/promises";
@@ -15,6 +20,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
+import { Decompress } from "fzstd";
 import { ContainerError } from "../../../lib/errors/index.js";
 import type { Logger } from "../../../lib/log/index.js";
 import { digestHex, type ContentStore } from "../content/index.js";
@@ -25,6 +31,13 @@ const run = promisify(execFile);
 
 export const DEFAULT_MAX_UNPACKED_BYTES = 32 * 1024 ** 3;
 const MiB = 1024 * 1024;
+/**
+ * A compressed layer may inflate to at most this many times its declared
+ * size, or DEFAULT_EXPANSION_FLOOR, whichever is more: real layers inflate
+ * 2-10x; a gzip bomb reaches 1000x, a zstd one far more.
+ */
+export const DEFAULT_MAX_EXPANSION = 200;
+export const DEFAULT_EXPANSION_FLOOR = 1024 * MiB;
 
 export interface UnpackRequest {
   content: ContentStore;
@@ -35,6 +48,8 @@ export interface UnpackRequest {
   diffIds: string[];
   /** Cap on the file bytes the layers may write (default 32 GiB). */
   maxBytes?: number;
+  /** Cap on one compressed layer's inflated bytes: max(size × ratio, floor) (see DEFAULT_MAX_EXPANSION). */
+  expansion?: { ratio: number; floor: number };
   logger: Logger;
 }
 
@@ -51,12 +66,13 @@ export async function unpackRootfs(req: UnpackRequest): Promise<string> {
   try {
     const image = path.join(tmp, "rootfs.ext4");
     const writer = await Ext4Writer.create(image, { maxBytes: req.maxBytes ?? DEFAULT_MAX_UNPACKED_BYTES, logger: req.logger });
+    const expansion = req.expansion ?? { ratio: DEFAULT_MAX_EXPANSION, floor: DEFAULT_EXPANSION_FLOOR };
     let summary;
     try {
       for (const [i, layer] of req.layers.entries()) {
         const name = `${i + 1}/${req.layers.length} (${layer.digest.slice(7, 19)})`;
         const hash = createHash("sha256");
-        await writer.addLayer(hashed(layerStream(req.content, layer, name), hash), name);
+        await writer.addLayer(hashed(layerStream(req.content, layer, name, expansion), hash), name);
         const diffId = `sha256:${hash.digest("hex")}`;
         if (diffId !== req.diffIds[i]) {
           throw new ContainerError("invalidArgument", `layer ${name} does not match its diff_id in the image config (got ${diffId})`);
@@ -83,19 +99,52 @@ export async function unpackRootfs(req: UnpackRequest): Promise<string> {
   }
 }
 
-/** The layer's uncompressed bytes. */
-function layerStream(content: ContentStore, layer: Descriptor, name: string): AsyncIterable<Buffer> {
+/** The layer's uncompressed bytes; a compressed one stops at its expansion cap. */
+function layerStream(content: ContentStore, layer: Descriptor, name: string, expansion: { ratio: number; floor: number }): AsyncIterable<Buffer> {
   const compression = layerCompression(layer.mediaType);
-  if (compression === "zstd") {
-    throw new ContainerError("unsupported", `layer ${name} is zstd-compressed, which is not supported yet`);
-  }
   if (compression === undefined) throw new ContainerError("invalidArgument", `layer ${name} has unsupported media type ${layer.mediaType}`);
   const raw = content.openRead(layer.digest);
   if (compression === "none") return raw;
+  const limit = Math.max(layer.size * expansion.ratio, expansion.floor);
+  if (compression === "zstd") return capped(unzstd(raw, name), limit, layer, name);
   const gunzip = createGunzip();
   // Errors travel both ways: a failed read destroys gunzip, and so does the consumer giving up.
   pipeline(raw, gunzip).catch(() => undefined);
-  return gunzip;
+  return capped(gunzip, limit, layer, name);
+}
+
+/** Refuses a layer that inflates past `limit` bytes: a decompression bomb, or a descriptor that lies about its size. */
+async function* capped(source: AsyncIterable<Buffer>, limit: number, layer: Descriptor, name: string): AsyncIterable<Buffer> {
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.length;
+    if (total > limit) {
+      throw new ContainerError("invalidArgument", `layer ${name} inflates to more than ${limit} bytes from ${layer.size}: refusing a decompression bomb`);
+    }
+    yield chunk;
+  }
+}
+
+/** zstd frames (one or more) decompressed as they stream, by fzstd. */
+async function* unzstd(source: AsyncIterable<Buffer>, name: string): AsyncIterable<Buffer> {
+  let out: Buffer[] = [];
+  // fzstd may hand out views of a window it reuses: copy before yielding.
+  const stream = new Decompress((data) => void out.push(Buffer.from(data)));
+  const push = (chunk: Uint8Array, final: boolean): void => {
+    try {
+      stream.push(chunk, final);
+    } catch (err) {
+      throw new ContainerError("invalidArgument", `layer ${name} is not valid zstd: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  for await (const chunk of source) {
+    push(chunk, false);
+    const ready = out;
+    out = [];
+    yield* ready;
+  }
+  push(new Uint8Array(0), true);
+  yield* out;
 }
 
 async function* hashed(source: AsyncIterable<Buffer>, hash: Hash): AsyncIterable<Buffer> {

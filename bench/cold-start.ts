@@ -19,41 +19,59 @@ export interface ColdStartOptions {
   iterations: number;
 }
 
-export async function coldStart(options: ColdStartOptions): Promise<PairResult> {
+export interface BootFloor {
+  /** Boots one VM to vminitd and powers it off; the wall time in ms. */
+  boot(): Promise<number>;
+  /** Removes the floor's scratch files. */
+  close(): Promise<void>;
+}
+
+/** The cold-start floor: the same QEMU, kernel, init filesystem and rootfs clone booting to vminitd and powering off. */
+export async function bootFloor(options: Omit<ColdStartOptions, "iterations">): Promise<BootFloor> {
   const logger = createLogger({ component: "bench", level: "warn" });
   const hypervisor = await createHypervisor({ accelerator: options.accelerator, logger });
   const assets = guestAssets();
   const scratch = await mkdtemp(join(options.env.dir, "floor-"));
   let n = 0;
 
-  const floor = async (): Promise<number> => {
+  const boot = async (): Promise<number> => {
     const dir = join(scratch, String(n++));
-    await mkdir(join(dir, "vm"), { recursive: true });
-    const disk = rootfsDisk(dir);
-    await cloneRootfs(options.imageRootfs, disk);
-    const vm = await hypervisor.create({
-      id: `floor${n}`,
-      arch: assets.arch,
-      cpus: DEFAULT_CPUS,
-      memoryMiB: DEFAULT_MEMORY_MIB,
-      kernelPath: assets.kernelPath,
-      kernelArgs: ["vminitd.poweroff=1"],
-      disks: [
-        { path: assets.initfsPath, format: "raw", readOnly: true },
-        { ...disk, readOnly: false },
-      ],
-      stateDir: join(dir, "vm"),
-      consoleLogPath: join(dir, "boot.log"),
-    });
-    const ms = await timeIt(async () => {
-      await vm.start();
-      const exit = await vm.waitForExit();
-      if (exit.reason !== "guestShutdown") throw new Error(`floor VM ended: ${exit.reason}`);
-    });
-    await rm(dir, { recursive: true, force: true });
-    return ms;
+    try {
+      await mkdir(join(dir, "vm"), { recursive: true });
+      const disk = rootfsDisk(dir);
+      await cloneRootfs(options.imageRootfs, disk);
+      const vm = await hypervisor.create({
+        id: `floor${n}`,
+        arch: assets.arch,
+        cpus: DEFAULT_CPUS,
+        memoryMiB: DEFAULT_MEMORY_MIB,
+        kernelPath: assets.kernelPath,
+        kernelArgs: ["vminitd.poweroff=1"],
+        disks: [
+          { path: assets.initfsPath, format: "raw", readOnly: true },
+          { ...disk, readOnly: false },
+        ],
+        stateDir: join(dir, "vm"),
+        consoleLogPath: join(dir, "boot.log"),
+      });
+      try {
+        return await timeIt(async () => {
+          await vm.start();
+          const exit = await vm.waitForExit();
+          if (exit.reason !== "guestShutdown") throw new Error(`floor VM ended: ${exit.reason}`);
+        });
+      } finally {
+        await vm.kill();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   };
+  return { boot, close: () => rm(scratch, { recursive: true, force: true }) };
+}
 
+export async function coldStart(options: ColdStartOptions): Promise<PairResult> {
+  const floor = await bootFloor(options);
   const ours = async (): Promise<number> => {
     let code = -1;
     const ms = await timeIt(async () => {
@@ -69,10 +87,10 @@ export async function coldStart(options: ColdStartOptions): Promise<PairResult> 
       floorName: "VM boot to vminitd + power-off",
       iterations: options.iterations,
       ours,
-      floor,
+      floor: floor.boot,
       goal: "ratio ≤ 1.15",
     });
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    await floor.close();
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { markdownTable, pair, type PairResult, stats, timeIt } from "./harness.js";
+import { constant, decimals, failedRow, formatStats, markdownTable, pair, result, type PairResult, stats, timeIt } from "./harness.js";
 
 describe("stats", () => {
   it("takes the middle sample for odd counts, whatever the order", () => {
@@ -132,5 +132,53 @@ describe("markdownTable", () => {
 
   it("is only the header for no results", () => {
     expect(markdownTable([]).split("\n")).toHaveLength(2);
+  });
+});
+
+describe("result", () => {
+  it("builds a row from samples or stats, with a ratio of medians", () => {
+    const r = result({ name: "rss", floorName: "cap", unit: "MiB", note: "a published figure" }, [7, 8, 9], constant(80));
+    expect(r.ours.median).toBe(8);
+    expect(r.floor).toEqual({ n: 1, median: 80, min: 80, max: 80, mad: 0 });
+    expect(r.ratio).toBe(0.1);
+    expect(r.unit).toBe("MiB");
+    expect(r.note).toBe("a published figure");
+    expect("goal" in r).toBe(false);
+  });
+
+  it("defaults to ms", () => {
+    expect(result({ name: "n", floorName: "f" }, [1], [2]).unit).toBe("ms");
+  });
+});
+
+describe("formatStats", () => {
+  it("shows small medians with decimals, large ones without", () => {
+    expect(decimals(120)).toBe(0);
+    expect(decimals(7.3)).toBe(1);
+    expect(decimals(0.42)).toBe(2);
+    expect(formatStats(stats([7.25, 7.5, 8.1]))).toBe("7.5 (±0.3, 7.3–8.1)");
+  });
+
+  it("shows whole numbers as such", () => {
+    expect(formatStats(stats([4, 5, 6]))).toBe("5 (±1, 4–6)");
+  });
+
+  it("shows a single sample without a spread", () => {
+    expect(formatStats(constant(80))).toBe("80");
+    expect(formatStats(constant(10.4))).toBe("10.4");
+  });
+});
+
+describe("markdownTable cells", () => {
+  it("escapes pipes and joins goal and note", () => {
+    const r = result({ name: "a | b", floorName: "dd | cat", goal: "ratio < 1", note: "higher | better" }, [1], [2]);
+    expect(markdownTable([r]).split("\n")[2]).toBe("| a \\| b | 1 | dd \\| cat: 2 | 0.50 | ratio < 1; higher \\| better |");
+  });
+});
+
+describe("failedRow", () => {
+  it("has no figures and says why", () => {
+    const r = failedRow("pull", "registry did not start");
+    expect(markdownTable([r]).split("\n")[2]).toBe("| pull | — | —: — | NaN | failed: registry did not start |");
   });
 });

@@ -12,7 +12,7 @@ import { createHypervisor, guestAssets } from "../helpers/hypervisor/index.js";
 import { createLogger } from "../lib/log/index.js";
 import { cloneRootfs, rootfsDisk } from "../apiserver/containers/rootfs.js";
 import { waitFor, type TestEnv } from "../test/support/env.js";
-import { stats, type PairResult } from "./harness.js";
+import { result as row, type PairResult } from "./harness.js";
 
 const N = 10;
 
@@ -27,11 +27,7 @@ export async function pssMiB(pid: number): Promise<number> {
 const children = async (pid: number): Promise<number[]> =>
   (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "")).split(/\s+/).filter(Boolean).map(Number);
 
-function result(name: string, floorName: string, ours: number[], floor: number[]): PairResult {
-  const o = stats(ours);
-  const f = stats(floor);
-  return { name, unit: "MiB", ours: o, floor: f, floorName, ratio: o.median / f.median };
-}
+const result = (name: string, floorName: string, ours: number[], floor: number[]): PairResult => row({ name, floorName, unit: "MiB" }, ours, floor);
 
 export async function idleMemory(env: TestEnv, imageRootfs: string, accelerator: string): Promise<PairResult[]> {
   const names = Array.from({ length: N }, (_, i) => `mem${i}`);

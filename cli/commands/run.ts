@@ -4,7 +4,7 @@
 import { access, readFile, writeFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { ContainerError } from "../../lib/errors/index.js";
+import { COMMAND_NOT_FOUND, ContainerError, RUN_FAILED, startFailureStatus } from "../../lib/errors/index.js";
 import type { AttachRequest, AttachResponse, ContainerConfig } from "../../apiserver/api/gen/apiserver.js";
 import type { CallStream } from "../../lib/grpc/http2-client.js";
 import { connect, explain, request, type ApiClient } from "../client.js";
@@ -56,19 +56,8 @@ export interface RunOptions extends CreateOptions {
   detach?: boolean;
 }
 
-/** Exit statuses of a failed run, as Docker reports them. */
-export const RUN_FAILED = 125;
-export const COMMAND_NOT_FOUND = 127;
-
-/**
- * The exit status of a process that could not start: 127 when its command is
- * missing (the guest's `executable "x" not found in $PATH`, or `exec /x: ...`
- * for a missing interpreter), else 125. A missing user, working directory or
- * container is notFound too, but not the command's fault.
- */
-export function startFailureStatus(err: ContainerError): number {
-  return err.code === "notFound" && /^(executable "|exec \/)/.test(err.message) ? COMMAND_NOT_FOUND : RUN_FAILED;
-}
+/** Exit statuses of a failed run, as Docker reports them (lib/errors). */
+export { COMMAND_NOT_FOUND, RUN_FAILED, startFailureStatus };
 
 async function readEnvFiles(paths: string[]): Promise<string[]> {
   const entries: string[] = [];

@@ -8,8 +8,9 @@ import { once } from "node:events";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
-import { ContainerError, asContainerError } from "../../lib/errors/index.js";
+import { ContainerError, asContainerError, startFailureStatus } from "../../lib/errors/index.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
+import { sleep } from "../../lib/fs/read.js";
 import type { Logger } from "../../lib/log/index.js";
 import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
 import { acceptOne } from "../hypervisor/accept.js";
@@ -32,6 +33,8 @@ const COPY_PORT_BASE = 1 << 20;
 /** TCG boots are slow and a loaded 2-core machine slower still. */
 const AGENT_READY_TIMEOUT_MS = 60_000;
 const CLEAN_SHUTDOWN_TIMEOUT_MS = 10_000;
+/** How long a kill whose answer was lost waits to see the process end. */
+const KILL_ANSWER_GRACE_MS = 2000;
 
 export type ContainerPhase = "booting" | "running" | "exited" | "stopped";
 
@@ -439,7 +442,7 @@ export async function bootContainer(
       if (exitRecord) return Promise.reject(new ContainerError("invalidState", "the container has already exited"));
       starting ??= runProcess().catch(async (err: unknown) => {
         const e = asContainerError(err);
-        await recordExit({ exitCode: e.code === "notFound" ? 127 : 125, exitedAt: Date.now(), reason: "startFailed", message: e.message });
+        await recordExit({ exitCode: startFailureStatus(e), exitedAt: Date.now(), reason: "startFailed", message: e.message });
         void stop(true);
         throw e;
       });
@@ -454,7 +457,15 @@ export async function bootContainer(
         await stop(true);
         return;
       }
-      await (await agent()).killProcess(PROCESS_ID, signal);
+      try {
+        await (await agent()).killProcess(PROCESS_ID, signal);
+      } catch (err) {
+        // A signal that ends the process may take the VM down before the
+        // agent's answer is back (with --rm it is killed at once): the
+        // process has ended, which is what the signal was for.
+        const ended = await Promise.race([exited.promise.then(() => true), sleep(KILL_ANSWER_GRACE_MS).then(() => false)]);
+        if (!ended) throw err;
+      }
     },
     writeStdin: (chunk) => {
       if (stdin) stdin.write(chunk);

@@ -71,12 +71,16 @@ async function main(bundleDir: string): Promise<void> {
   }
 
   await container.done();
-  // Attached clients have been sent the exit status; let those calls finish
-  // (they end as soon as the status is out), then close whatever is left.
-  await shutdownServer(server, 500);
+  // Attached clients have been sent the exit status; let those calls finish:
+  // they end once the apiserver has read the output still queued (a slow
+  // reader may take a while with a lot of it), then close whatever is left.
+  await shutdownServer(server, CALLS_GRACE_MS);
   await rm(config.runDir, { recursive: true, force: true });
   logger.info("helper done");
 }
+
+/** How long calls in flight (an attach still draining output) may run on after the container has ended. */
+const CALLS_GRACE_MS = 60_000;
 
 const arg = process.argv[2];
 if (!arg) {

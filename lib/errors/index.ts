@@ -107,3 +107,17 @@ export function fromGrpcError(err: GrpcErrorLike): ContainerError {
 export function grpcStatusOf(code: ErrorCode): number {
   return TO_GRPC[code];
 }
+
+/** Docker's exit statuses for a run that did not get its process going. */
+export const RUN_FAILED = 125;
+export const COMMAND_NOT_FOUND = 127;
+
+/**
+ * The exit status of a process that could not start: 127 when its command is
+ * missing (the guest's `executable "x" not found in $PATH`, or `exec /x: ...`
+ * for a missing interpreter), else 125. A missing user, working directory or
+ * container is notFound too, but not the command's fault.
+ */
+export function startFailureStatus(err: ContainerError): number {
+  return err.code === "notFound" && /^(executable "|exec \/)/.test(err.message) ? COMMAND_NOT_FOUND : RUN_FAILED;
+}

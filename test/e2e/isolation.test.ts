@@ -40,6 +40,7 @@ describe("the container's own world", () => {
       "echo masked=$(wc -c < /proc/timer_list)",
       "echo procsys=$(echo x 2>/dev/null > /proc/sys/kernel/domainname && echo writable || echo read-only)",
       'echo cgroup="$(cat /proc/self/cgroup)"',
+      'echo lo="$(cat /sys/class/net/lo/operstate)"',
     ].join("; "));
     expect(out.pid).toBe("1");
     // Nothing of the guest (vminitd) shows.
@@ -54,6 +55,8 @@ describe("the container's own world", () => {
     expect(out.masked).toBe("0");
     expect(out.procsys).toBe("read-only");
     expect(out.cgroup).toBe("0::/");
+    // Loopback is up: a server on 127.0.0.1 is reachable from inside.
+    expect(out.lo).toBe("unknown");
   });
 
   it("has Docker's default capabilities; a user other than root has none in effect", async () => {

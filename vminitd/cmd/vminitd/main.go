@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/container-vm/container/vminitd/internal/config"
 	"github.com/container-vm/container/vminitd/internal/logging"
 	"github.com/container-vm/container/vminitd/internal/mount"
+	"github.com/container-vm/container/vminitd/internal/netconf"
 	"github.com/container-vm/container/vminitd/internal/process"
 	"github.com/container-vm/container/vminitd/internal/sandbox"
 	"github.com/container-vm/container/vminitd/internal/server"
@@ -41,6 +43,8 @@ const (
 	AgentPort = 1024
 	// hostCID is the host's vsock context id.
 	hostCID = unix.VMADDR_CID_HOST
+	// idleAfter is when the agent is done starting, even under TCG.
+	idleAfter = 3 * time.Second
 )
 
 func main() {
@@ -75,6 +79,16 @@ func main() {
 	}
 
 	logs, log := setupLogging(cfg, pid1)
+	// Once the cold start is over, what starting took goes back to the
+	// guest: the start-up garbage (gRPC and protobuf registration, the first
+	// connections) and the executable's pages that only starting touched.
+	// An idle agent holds what it uses.
+	time.AfterFunc(idleAfter, func() {
+		debug.FreeOSMemory()
+		if err := boot.ReleaseImagePages(); err != nil {
+			log.Warn("release the executable's pages", "err", err)
+		}
+	})
 	log.Info("vminitd starting", "version", version, "arch", runtime.GOARCH, "pid", os.Getpid(), "uptime_ms", uptimeMs(), "config", cfg)
 	for _, w := range warnings {
 		log.Warn("kernel command line", "warning", w)
@@ -94,6 +108,10 @@ func main() {
 	if pid1 {
 		if err := ownCgroup(); err != nil {
 			log.Warn("vminitd's own cgroup", "err", err)
+		}
+		// The container shares the guest's network: 127.0.0.1 must work in it.
+		if err := netconf.LinkUp("lo"); err != nil {
+			log.Warn("bring lo up", "err", err)
 		}
 	}
 	if err := process.BecomeSubreaper(); err != nil && !pid1 {

@@ -2,6 +2,7 @@
 // lib/grpc/http2-client.ts for why not grpc-js). An absent or dead socket
 // becomes one clear error with the hint to start the service.
 import { CODE_METADATA_KEY, ContainerError, asContainerError } from "../lib/errors/index.js";
+import { PassThrough, type Readable } from "node:stream";
 import { createHttp2Client, type CallOptions, type Http2Client } from "../lib/grpc/http2-client.js";
 import type { RequestOf, ResponseOf } from "../lib/grpc/definition.js";
 import { apiserverSocketPath } from "../lib/paths/index.js";
@@ -48,4 +49,22 @@ export async function request<K extends keyof Methods & string>(
   } catch (err) {
     throw explain(err);
   }
+}
+
+/** A server-streaming call of `{ data }` chunks as a Readable, with backpressure onto the call (archives: cp, export, image save). */
+export function readChunks<K extends keyof Methods & string>(client: ApiClient, method: K, req: RequestOf<Methods[K]>): Readable {
+  const out = new PassThrough();
+  const call = client.stream(method, {
+    message: (chunk) => {
+      if (!out.write((chunk as { data: Uint8Array }).data)) {
+        call.pause();
+        out.once("drain", () => call.resume());
+      }
+    },
+    end: () => out.end(),
+    error: (err) => out.destroy(explain(err)),
+  });
+  call.write(req);
+  call.end();
+  return out;
 }

@@ -1,11 +1,11 @@
 // `container cp` and `container export`: tar streams to and from a running
 // container (the agent's CopyOut/CopyIn, through the apiserver and helper).
 // The host side of the archives is cli/archive.
-import { PassThrough, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { CopyInResponse } from "../../apiserver/api/gen/apiserver.js";
-import { connect, explain, type ApiClient } from "../client.js";
+import { connect, explain, readChunks, type ApiClient } from "../client.js";
 import { checkArchiveOutput, writeArchive } from "../stdio.js";
 
 export interface CopyEnd {
@@ -31,22 +31,6 @@ export function parseCopyEnd(arg: string): CopyEnd {
 }
 
 /** A readable tar stream of `path` in `container`; errors surface on the stream. */
-function copyOut(client: ApiClient, container: string, path: string): Readable {
-  const out = new PassThrough();
-  const stream = client.stream("copyOut", {
-    message: (chunk) => {
-      if (!out.write(chunk.data)) {
-        stream.pause();
-        out.once("drain", () => stream.resume());
-      }
-    },
-    end: () => out.end(),
-    error: (err) => out.destroy(explain(err)),
-  });
-  stream.write({ container, path });
-  stream.end();
-  return out;
-}
 
 async function copyIn(client: ApiClient, container: string, path: string, contents: boolean, tar: Readable): Promise<void> {
   await new Promise<void>((resolve, reject) => {
@@ -91,7 +75,7 @@ export function registerCopy(program: Command): void {
       const { copiesContents, extractTo, packPath } = await import("../archive/index.js");
       const client = connect();
       try {
-        if (src.container !== undefined) await extractTo(copyOut(client, src.container, src.path), dest.path);
+        if (src.container !== undefined) await extractTo(readChunks(client, "copyOut", { container: src.container, path: src.path }), dest.path);
         else await copyIn(client, dest.container!, dest.path, copiesContents(src.path), packPath(src.path));
       } finally {
         client.close();
@@ -107,7 +91,7 @@ export function registerCopy(program: Command): void {
       checkArchiveOutput(opts.output);
       const client = connect();
       try {
-        await writeArchive(copyOut(client, container, "/"), opts.output);
+        await writeArchive(readChunks(client, "copyOut", { container, path: "/" }), opts.output);
       } finally {
         client.close();
       }

@@ -1,14 +1,13 @@
 // `container image load|pull|list|tag|rm|inspect|save|push|prune`.
 import { createReadStream } from "node:fs";
 import { access } from "node:fs/promises";
-import { PassThrough, type Readable } from "node:stream";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
 import type { ImageDetail, ImageSummary, LoadImageResponse, PullProgress, PushedImage } from "../../apiserver/api/gen/apiserver.js";
 import { registryCredentials } from "../../helpers/image/registry/credentials.js";
 import { formatPlatform, hostPlatform, parsePlatformString } from "../../helpers/image/oci.js";
 import { parseReference } from "../../helpers/image/reference.js";
-import { connect, explain, request, type ApiClient } from "../client.js";
+import { connect, explain, readChunks, request } from "../client.js";
 import { checkArchiveOutput, writeArchive } from "../stdio.js";
 import { parseCount, parseFormat } from "../parse.js";
 import { progressLines } from "../render/progress.js";
@@ -140,22 +139,6 @@ async function push(reference: string, flags: PushFlags): Promise<PushedImage> {
 }
 
 /** The archive of `references` as the apiserver streams it; errors surface on the stream. */
-function saveStream(client: ApiClient, references: string[], format: string): Readable {
-  const out = new PassThrough();
-  const call = client.stream("saveImages", {
-    message: (chunk) => {
-      if (!out.write(chunk.data)) {
-        call.pause();
-        out.once("drain", () => call.resume());
-      }
-    },
-    end: () => out.end(),
-    error: (err) => out.destroy(explain(err)),
-  });
-  call.write({ references, format });
-  call.end();
-  return out;
-}
 
 async function save(references: string[], opts: { output?: string; format: string }): Promise<void> {
   if (opts.format !== "oci" && opts.format !== "docker") {
@@ -164,7 +147,7 @@ async function save(references: string[], opts: { output?: string; format: strin
   checkArchiveOutput(opts.output);
   const client = connect();
   try {
-    await writeArchive(saveStream(client, references, opts.format), opts.output);
+    await writeArchive(readChunks(client, "saveImages", { references, format: opts.format }), opts.output);
   } finally {
     client.close();
   }

@@ -1,7 +1,7 @@
 // The CLI's connection to the apiserver, over node:http2 (see
 // lib/grpc/http2-client.ts for why not grpc-js). An absent or dead socket
 // becomes one clear error with the hint to start the service.
-import { CODE_METADATA_KEY, ContainerError, asContainerError } from "../lib/errors/index.js";
+import { ContainerError, asContainerError, sentByPeer } from "../lib/errors/index.js";
 import { PassThrough, type Readable } from "node:stream";
 import { createHttp2Client, type CallOptions, type Http2Client } from "../lib/grpc/http2-client.js";
 import type { RequestOf, ResponseOf } from "../lib/grpc/definition.js";
@@ -29,11 +29,17 @@ export function notRunning(cause?: unknown): ContainerError {
  */
 export function explain(err: unknown): ContainerError {
   const e = asContainerError(err);
-  const cause = e.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
-  const fromPeer = (cause?.metadata?.get(CODE_METADATA_KEY).length ?? 0) > 0;
-  if (!fromPeer && e.code === "unavailable" && /ECONNREFUSED|ENOENT|connect|closed the call/i.test(e.message)) {
-    return notRunning(err);
+  if (sentByPeer(e)) return e;
+  // The apiserver died (or was stopped) with the call in flight: whether the
+  // operation took effect is unknown, so say so rather than "not running".
+  const cut = /^(\w+): the server closed the call without a status/.exec(e.message);
+  if (cut) {
+    return new ContainerError("unavailable", `the apiserver went away during ${cut[1]}`, {
+      hint: "start it again with `container system start`, then see what was done with `container ls -a`",
+      cause: err,
+    });
   }
+  if (e.code === "unavailable" && /ECONNREFUSED|ENOENT|connect/i.test(e.message)) return notRunning(err);
   return e;
 }
 

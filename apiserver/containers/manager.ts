@@ -5,15 +5,17 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
-import { ContainerError } from "../../lib/errors/index.js";
+import { ContainerError, asContainerError, sentByPeer } from "../../lib/errors/index.js";
 import { call } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageStore } from "../../helpers/image/types.js";
+import { offersRosetta } from "../../helpers/hypervisor/index.js";
 import type { GuestArch, GuestAssets } from "../../helpers/hypervisor/types.js";
 import type { EmulationMode } from "../../lib/config/index.js";
-import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type RuntimeConfig } from "../../helpers/runtime/config.js";
+import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type Emulator, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
+import { chooseEmulation } from "./emulation.js";
 import { createHelperLauncher, readExitRecord, reattachHelper, type HelperHandle } from "./helper.js";
 import { bundleDir, loadRecords, saveRecord, type ContainerRecord } from "./records.js";
 import { cloneRootfs, rootfsDisk } from "./rootfs.js";
@@ -42,6 +44,12 @@ export interface ContainerManager {
   start(ref: string, size?: { rows: number; cols: number }): Promise<void>;
   /** The helper serving a container's stdio; fails unless it runs or is about to. */
   helperFor(ref: string): Promise<{ record: ContainerRecord; helper: HelperHandle }>;
+  /**
+   * What a failed call to a container's helper means to the caller: when the
+   * helper died under it, that, rather than the transport's words
+   * ("Connection dropped"); otherwise the error itself.
+   */
+  helperFailure(record: ContainerRecord, helper: HelperHandle, err: unknown): Promise<ContainerError>;
   kill(ref: string, signal: number): Promise<void>;
   /** Signals the process, waits up to timeoutMs for it to end, then kills it; resolves once stopped. */
   stop(ref: string, signal: number, timeoutMs: number): Promise<void>;
@@ -87,6 +95,29 @@ async function checkKernel(path: string): Promise<string> {
 /** Beside an init filesystem: the emulators in it, {image arch: guest path} (scripts/build-initfs.mjs). */
 const EMULATORS_FILE = "emulators.json";
 
+/** How long a helper whose call broke gets to be seen gone before the transport's error stands. */
+const HELPER_GONE_MS = 1000;
+
+async function helperFailure(record: ContainerRecord, helper: HelperHandle, err: unknown): Promise<ContainerError> {
+  const e = asContainerError(err);
+  if (sentByPeer(e) || e.code === "cancelled") return e;
+  const gone = await Promise.race([helper.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), HELPER_GONE_MS))]);
+  if (!gone) return e;
+  return new ContainerError("unavailable", `the runtime helper of container ${record.name} died`, {
+    hint: `the container has stopped; \`container logs --boot ${record.name}\` shows its VM's side`,
+    cause: err,
+  });
+}
+
+/** A call to a container's helper, its failure explained by helperFailure. */
+async function callHelper<T>(record: ContainerRecord, helper: HelperHandle, request: (client: HelperHandle["client"]) => Promise<T>): Promise<T> {
+  try {
+    return await request(helper.client);
+  } catch (err) {
+    throw await helperFailure(record, helper, err);
+  }
+}
+
 /** After SIGKILL, how long the process gets before the VM itself is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -103,7 +134,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
   }
 
   /** The guest's user-mode emulator for images of `arch` (the init filesystem's emulators.json, written by its build). */
-  async function userEmulator(arch: string): Promise<{ imageArch: string; interpreter: string }> {
+  async function userEmulator(arch: string): Promise<Emulator> {
     const listed = await readFile(join(dirname(options.assets.initfsPath), EMULATORS_FILE), "utf8").then(
       (text) => JSON.parse(text) as Record<string, string>,
       () => ({}) as Record<string, string>,
@@ -114,7 +145,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         hint: 'set [emulation] mode = "vm" in config.toml to run them in an emulated guest of their own',
       });
     }
-    return { imageArch: arch, interpreter };
+    return { kind: "qemu-user", imageArch: arch, interpreter };
   }
   const records = new Map<string, ContainerRecord>();
   const helpers = new Map<string, HelperHandle>();
@@ -180,9 +211,10 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         });
       }
       const arch = parsePlatform(request.platform, options.assets.arch);
-      const foreign = arch !== options.assets.arch;
-      const assets = foreign && options.emulation === "vm" ? await foreignAssets(arch) : options.assets;
-      const emulator = foreign && assets === options.assets ? await userEmulator(imageArch(arch)) : undefined;
+      const emulation = chooseEmulation({ host: options.assets.arch, image: arch, mode: options.emulation ?? "user", rosetta: offersRosetta() });
+      const assets = emulation === "vm" ? await foreignAssets(arch) : options.assets;
+      const emulator: Emulator | undefined =
+        emulation === "rosetta" ? { kind: "rosetta" } : emulation === "qemu-user" ? await userEmulator(imageArch(arch)) : undefined;
       const kernelPath = request.kernel ? await checkKernel(request.kernel) : assets.kernelPath;
       const image = await options.images.resolve(request.image, { os: "linux", architecture: imageArch(arch) });
       const proc = buildProcess(request, image.config);
@@ -272,7 +304,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         throw new ContainerError("invalidState", `container ${record.name} is ${record.state}; only a created container can start`);
       }
       await update(record, { state: "running" });
-      await call(helper.client.start, helper.client, { size }, new Metadata());
+      await callHelper(record, helper, (c) => call(c.start, c, { size }, new Metadata()));
     },
 
     async helperFor(ref) {
@@ -282,11 +314,13 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       return { record, helper };
     },
 
+    helperFailure,
+
     async kill(ref, signal) {
       const record = lookup(ref);
       const helper = helpers.get(record.id);
       if (!helper) throw new ContainerError("invalidState", `container ${record.name} is not running`);
-      await call(helper.client.kill, helper.client, { signal }, new Metadata());
+      await callHelper(record, helper, (c) => call(c.kill, c, { signal }, new Metadata()));
     },
 
     async stop(ref, signal, timeoutMs) {
@@ -321,7 +355,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         targets.map(async (record) => {
           const helper = helpers.get(record.id);
           if (!helper || record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
-          return { record, stats: await call(helper.client.stats, helper.client, {}, new Metadata()) };
+          return { record, stats: await callHelper(record, helper, (c) => call(c.stats, c, {}, new Metadata())) };
         }),
       );
     },

@@ -9,7 +9,7 @@ import {
   type ServerWritableStream,
   type sendUnaryData,
 } from "@grpc/grpc-js";
-import { ContainerError, fromGrpcError } from "../../lib/errors/index.js";
+import { ContainerError } from "../../lib/errors/index.js";
 import { toGrpcError, unary, type ServerOf } from "../../lib/grpc/index.js";
 import type { Logger } from "../../lib/log/index.js";
 import type { ImageStore } from "../../helpers/image/types.js";
@@ -184,6 +184,7 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
         ref = record.id;
         const hs = helper.client.attach(new Metadata());
         helperStream = hs;
+        const broken = (err: unknown): void => void ctx.containers.helperFailure(record, helper, err).then(fail);
         hs.write({ open: true });
         for (const msg of queued.splice(0)) hs.write(msg);
         hs.on("data", (res: HelperAttachResponse) => {
@@ -191,7 +192,7 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
           else if (res.stderr) toClient({ stderr: res.stderr });
           else if (res.exitCode !== undefined) {
             // The helper ends soon after; its stream closing is no error now.
-            hs.removeListener("error", fail);
+            hs.removeListener("error", broken);
             hs.on("error", () => undefined);
             const fallback = res.exitCode;
             const finish = (exitCode: number): void => {
@@ -204,7 +205,7 @@ function attach(ctx: ServiceContext, stream: ServerDuplexStream<AttachRequest, A
             );
           }
         });
-        hs.on("error", fail);
+        hs.on("error", broken);
       }, fail);
       return;
     }
@@ -263,8 +264,13 @@ function execRelay(ctx: ServiceContext, stream: ServerDuplexStream<ExecRequest, 
             stream.once("drain", () => hs.resume());
           }
         });
-        hs.on("end", () => stream.end());
-        hs.on("error", fail);
+        // grpc-js ends the stream, then emits the error at once: a failed call must not look like a clean end.
+        let failed = false;
+        hs.on("end", () => failed || stream.end());
+        hs.on("error", (err) => {
+          failed = true;
+          void ctx.containers.helperFailure(record, helper, err).then(fail);
+        });
       }).catch(fail);
       return;
     }
@@ -291,8 +297,12 @@ function copyOutRelay(ctx: ServiceContext, call: ServerWritableStream<CopyOutReq
         call.once("drain", () => hs.resume());
       }
     });
-    hs.on("end", () => call.end());
-    hs.on("error", (err) => call.emit("error", toGrpcError(err)));
+    let failed = false; // as in execRelay
+    hs.on("end", () => failed || call.end());
+    hs.on("error", (err) => {
+      failed = true;
+      void ctx.containers.helperFailure(record, helper, err).then((e) => call.emit("error", toGrpcError(e)));
+    });
   }).catch((err: unknown) => call.emit("error", toGrpcError(err)));
 }
 
@@ -326,7 +336,7 @@ function copyInRelay(ctx: ServiceContext, call: ServerReadableStream<CopyInReque
     queued.push({ start: { path: start.path, contents: start.contents } });
     ctx.containers.helperFor(start.container).then(({ record, helper }) => {
       if (record.state !== "running") throw new ContainerError("invalidState", `container ${record.name} is not running`);
-      const u = helper.client.copyIn(new Metadata(), (err) => (err ? fail(fromGrpcError(err)) : callback(null, {})));
+      const u = helper.client.copyIn(new Metadata(), (err) => (err ? void ctx.containers.helperFailure(record, helper, err).then(fail) : callback(null, {})));
       upload = u;
       for (const msg of queued.splice(0)) u.write(msg);
       if (ended) u.end();

@@ -11,6 +11,16 @@ export function hostGuestArch(): GuestArch {
   return process.arch === "arm64" ? "aarch64" : "x86_64";
 }
 
+/**
+ * Whether the backend createHypervisor picks here can share Rosetta with the
+ * guest (VmConfig.rosetta): Virtualization.framework on Apple silicon. Whether
+ * Rosetta is installed is known only when a VM is created (unavailable, with
+ * the install command as the hint).
+ */
+export function offersRosetta(platform: NodeJS.Platform = process.platform, arch: string = process.arch): boolean {
+  return platform === "darwin" && arch === "arm64";
+}
+
 /** The kernel and init filesystem built by the set-up, for the host's architecture. */
 export function guestAssets(arch: GuestArch = hostGuestArch(), env: NodeJS.ProcessEnv = process.env): GuestAssets {
   const root = assetsDir(env);

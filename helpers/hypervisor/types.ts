@@ -37,6 +37,14 @@ export interface VmConfig {
   stateDir: string;
   /** File the guest console is appended to (`container logs --boot`). */
   consoleLogPath: string;
+  /**
+   * Share Apple's Rosetta with an aarch64 guest (virtiofs tag `rosetta`) so it
+   * runs x86_64 binaries. A VmConfig field, not a Hypervisor capability: the
+   * device must be there from boot, and the apiserver, which decides, holds no
+   * backend (it asks index.ts's offersRosetta). Backends without it refuse it
+   * with unsupported.
+   */
+  rosetta?: boolean;
 }
 
 export type VmState =

@@ -22,8 +22,15 @@ export interface ProcessConfig {
   /** The container's hostname (Docker's: the short id). */
   hostname?: string;
   /** For an image of another architecture than the guest's: the emulator vminitd registers (binfmt_misc). */
-  emulator?: { imageArch: string; interpreter: string };
+  emulator?: Emulator;
 }
+
+/**
+ * How the guest runs the image's binaries: qemu-user from the init filesystem
+ * (`interpreter`, a guest path), or Rosetta from the VM's Rosetta share
+ * (the helper then creates the VM with VmConfig.rosetta).
+ */
+export type Emulator = { kind: "qemu-user"; imageArch: string; interpreter: string } | { kind: "rosetta" };
 
 /** How the container is isolated inside its VM; the guest applies it (vminitd's sandbox). */
 export interface Isolation {
@@ -89,5 +96,9 @@ export async function readRuntimeConfig(bundleDir: string): Promise<RuntimeConfi
   if (typeof c.id !== "string" || typeof c.runDir !== "string" || !c.vm || !c.process || !Array.isArray(c.process.args)) {
     throw new ContainerError("invalidArgument", `runtime config ${path} is incomplete`);
   }
-  return { ...(c as RuntimeConfig), bundleDir };
+  const config = { ...(c as RuntimeConfig), bundleDir };
+  const emulator = config.process.emulator as Emulator | Omit<Extract<Emulator, { kind: "qemu-user" }>, "kind"> | undefined;
+  // Configs written before Rosetta name qemu-user's emulator without a kind.
+  if (emulator && !("kind" in emulator)) config.process = { ...config.process, emulator: { kind: "qemu-user", ...emulator } };
+  return config;
 }

@@ -15,14 +15,17 @@ import type { Logger } from "../../lib/log/index.js";
 import { bootstrapKernelArg, listenBootstrap } from "../agent/bootstrap.js";
 import { acceptOne } from "../hypervisor/accept.js";
 import { agentLogKernelArg, watchAgentLog } from "../agent/ready.js";
-import { AGENT_PORT, type AgentClient, type ProcessSpec, type StatsResponse } from "../agent/types.js";
+import type { BootstrapRequest } from "../agent/gen/agent.js";
+import { AGENT_PORT, type AgentClient, type MountRequest, type ProcessSpec, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
 import { latestInOrder } from "./latest.js";
-import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
+import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type Emulator, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
 
 /** Where the rootfs disk (the second disk, /dev/vdb) is mounted in the guest. */
 export const GUEST_ROOTFS = "/run/container/rootfs";
 const ROOTFS_DEVICE = "/dev/vdb";
+/** Where the VM's Rosetta share (virtiofs tag `rosetta`) is mounted in the guest; /run is a tmpfs. */
+export const GUEST_ROSETTA = "/run/rosetta";
 const PROCESS_ID = "init";
 /** Host vsock ports the guest dials for the process's stdio. */
 const STDIO_PORTS = { stdin: 2000, stdout: 2001, stderr: 2002 } as const;
@@ -100,6 +103,28 @@ export interface RuntimeContainer {
   done(): Promise<void>;
 }
 
+/**
+ * The bootstrap request's mounts and binfmt_misc rules: the rootfs, and the
+ * emulator of an image of another architecture. vminitd mounts (creating the
+ * targets) in order, in its own mount namespace, before it registers the
+ * rules; Rosetta's rule has flag F, which opens the interpreter at
+ * registration, so its share is mounted first.
+ */
+export function guestSetup(emulator: Emulator | undefined): Pick<BootstrapRequest, "mounts" | "binfmt"> {
+  const rootfs: MountRequest = { source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] };
+  switch (emulator?.kind) {
+    case undefined:
+      return { mounts: [rootfs], binfmt: [] };
+    case "qemu-user":
+      return { mounts: [rootfs], binfmt: [{ imageArch: emulator.imageArch, interpreter: emulator.interpreter }] };
+    case "rosetta":
+      return {
+        mounts: [{ source: "rosetta", target: GUEST_ROSETTA, fstype: "virtiofs", options: ["ro"] }, rootfs],
+        binfmt: [{ rosetta: true, interpreter: `${GUEST_ROSETTA}/rosetta` }],
+      };
+  }
+}
+
 function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
   let resolve!: (v: T) => void;
   let reject!: (e: unknown) => void;
@@ -118,6 +143,7 @@ export async function bootContainer(
   const vm: VirtualMachine = await hypervisor.create({
     ...config.vm,
     kernelArgs: [...config.vm.kernelArgs, agentLogKernelArg(), bootstrapKernelArg()],
+    ...(config.process.emulator?.kind === "rosetta" ? { rosetta: true } : {}),
   });
   // Everything the guest dials is listened for before it boots.
   const agentListening = watchAgentLog(vm, { path: join(config.bundleDir, VMINITD_LOG_FILE), logger });
@@ -215,11 +241,10 @@ export async function bootContainer(
     }, () => undefined);
     try {
       pid = await bootstrap.start({
-        mounts: [{ source: ROOTFS_DEVICE, target: GUEST_ROOTFS, fstype: "ext4", options: [] }],
+        ...guestSetup(config.process.emulator),
         // The container's cgroup gets the VM's size: what `--cpus` and
         // `--memory` show inside as cpu.max and memory.max.
         resources: { cpus: config.vm.cpus, memoryBytes: BigInt(config.vm.memoryMiB) * 1024n * 1024n, pidsMax: 0n },
-        binfmt: config.process.emulator ? [{ imageArch: config.process.emulator.imageArch, interpreter: config.process.emulator.interpreter }] : [],
         process: {
           id: PROCESS_ID,
           spec: {

@@ -104,6 +104,12 @@ export function fromGrpcError(err: GrpcErrorLike): ContainerError {
   });
 }
 
+/** Whether a gRPC error was sent by a peer of ours (it names its code), rather than made up by the transport. */
+export function sentByPeer(err: ContainerError): boolean {
+  const cause = err.cause as { metadata?: { get(key: string): unknown[] } } | undefined;
+  return (cause?.metadata?.get(CODE_METADATA_KEY).length ?? 0) > 0;
+}
+
 export function grpcStatusOf(code: ErrorCode): number {
   return TO_GRPC[code];
 }

@@ -59,6 +59,11 @@ describe("createQemuHypervisor().create", () => {
     }
   });
 
+  it("refuses Rosetta with unsupported: only the macOS backend shares it", async () => {
+    await expect(validateConfig({ ...config, arch: "aarch64", rosetta: true })).rejects.toMatchObject({ code: "unsupported", message: expect.stringContaining("Rosetta") });
+    await expect(validateConfig({ ...config, rosetta: false })).resolves.toMatchObject({ id: "c1" });
+  });
+
   it("makes paths absolute", async () => {
     const rel = (p: string): string => relative(process.cwd(), p);
     const v = await validateConfig({ ...config, kernelPath: rel(config.kernelPath), stateDir: rel(config.stateDir), consoleLogPath: rel(config.consoleLogPath) });

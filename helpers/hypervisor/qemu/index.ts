@@ -72,6 +72,7 @@ export async function validateConfig(config: VmConfig): Promise<VmConfig> {
   if (config.disks.length === 0) {
     throw new ContainerError("invalidArgument", "a VM needs at least its init filesystem disk");
   }
+  if (config.rosetta) throw new ContainerError("unsupported", "Rosetta is only offered by the macOS backend on Apple silicon");
   const abs: VmConfig = {
     ...config,
     kernelPath: resolve(config.kernelPath),

@@ -43,8 +43,13 @@ describe("vz machine options", () => {
       shares: [],
       rosetta: false,
     });
-    const extras = await machineOptions({ ...config, network: "nat", rosetta: true, shares: [{ tag: "m0", path: dir, readOnly: true }] });
-    expect(extras).toMatchObject({ network: "nat", rosetta: true, shares: [{ tag: "m0", path: dir, readOnly: true }] });
+    const extras = await machineOptions({ ...config, network: "nat", shares: [{ tag: "m0", path: dir, readOnly: true }] });
+    expect(extras).toMatchObject({ network: "nat", rosetta: false, shares: [{ tag: "m0", path: dir, readOnly: true }] });
+  });
+
+  it("passes the seam's rosetta through to the addon, which adds the share", async () => {
+    const seam: VmConfig = { ...config, rosetta: true };
+    expect(await machineOptions(seam)).toMatchObject({ rosetta: true, shares: [] });
   });
 
   it("says notFound for a missing kernel, init filesystem or share, before any process starts", async () => {

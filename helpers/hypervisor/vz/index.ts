@@ -21,8 +21,6 @@ export interface VzExtras {
   network?: "none" | "nat";
   /** virtiofs shares (bind mounts): the guest mounts each by its tag. */
   shares?: AddonShare[];
-  /** Share Rosetta (tag `rosetta`) so the guest can run x86_64 binaries. */
-  rosetta?: boolean;
 }
 
 export type VzVmConfig = VmConfig & VzExtras;

@@ -60,19 +60,28 @@ function handle(pid: number, client: RuntimeClient, exited: Promise<void>): Help
   };
 }
 
-async function logTail(bundleDir: string): Promise<string> {
+/** The helper's last error, which says why it failed; "" when it logged none. */
+async function lastError(bundleDir: string): Promise<string> {
   try {
-    const lines = (await readFile(join(bundleDir, RUNTIME_LOG_FILE), "utf8")).trim().split("\n");
-    const last = JSON.parse(lines[lines.length - 1] ?? "{}") as { msg?: string };
-    return last.msg ?? "";
+    const lines = (await readFile(join(bundleDir, RUNTIME_LOG_FILE), "utf8")).trim().split("\n").reverse();
+    for (const line of lines) {
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (entry.level === "error" && entry.msg) return entry.msg;
+    }
   } catch {
-    return "";
+    // No log, or a torn last line: nothing to say.
   }
+  return "";
 }
 
 export interface HelperLauncher {
-  /** Starts the helper for a container whose runtime.json is written, and waits until it serves. */
-  launch(config: RuntimeConfig): Promise<HelperHandle>;
+  /**
+   * Starts the helper for a container whose runtime.json is written, and waits
+   * until it serves. `spawned` runs first with the helper's pid (to record
+   * it: an apiserver that dies meanwhile must find the helper again); if it
+   * fails, the helper is killed.
+   */
+  launch(config: RuntimeConfig, spawned?: (pid: number) => Promise<void>): Promise<HelperHandle>;
   /**
    * Makes a spare if there is none. Called when a container has ended rather
    * than right after a launch, so the spare's loading does not steal CPU from
@@ -129,10 +138,17 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
 
   prepareSpare();
   return {
-    async launch(config) {
+    async launch(config, spawned) {
       const child = take(config) ?? (await spawnFresh(config));
       const pid = child.pid;
       if (pid === undefined) throw new ContainerError("internal", "could not start the runtime helper");
+      try {
+        await spawned?.(pid);
+      } catch (err) {
+        child.kill("SIGKILL");
+        prepareSpare();
+        throw err;
+      }
       const exited = new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) resolve();
         else child.once("exit", () => resolve());
@@ -150,7 +166,14 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
             if (gone || Date.now() >= deadline) {
               client.close();
               if (!gone) process.kill(pid, "SIGKILL");
-              const why = await logTail(config.bundleDir);
+              // Killed from outside: its log would only say how far it got.
+              if (child.signalCode !== null) {
+                throw new ContainerError("unavailable", `the runtime helper died (${child.signalCode}) while the container's VM started`, {
+                  hint: "see the runtime log in the container's directory",
+                  cause: err,
+                });
+              }
+              const why = await lastError(config.bundleDir);
               throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
                 hint: "see the runtime log in the container's directory",
                 cause: err,
@@ -173,17 +196,39 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
   };
 }
 
-/** Reconnects to the helper of a container found running after an apiserver restart. */
+/** Whether `pid` is a runtime helper (and not a process that got its pid since). */
+async function isHelper(pid: number): Promise<boolean> {
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, "utf8")).includes(HELPER_MAIN);
+  } catch {
+    // No /proc (macOS): trust the pid.
+    return isAlive(pid);
+  }
+}
+
+/**
+ * Reconnects to the helper of a container found after an apiserver restart,
+ * waiting for one that is still booting its VM (the apiserver died during
+ * the create). A helper that never answers is killed: nothing may be left
+ * running that no record accounts for.
+ */
 export async function reattachHelper(config: Pick<RuntimeConfig, "runDir">, pid: number): Promise<HelperHandle | undefined> {
   if (!isAlive(pid)) return undefined;
   const client = connectHelper(config);
   const h = handle(pid, client, waitForPidExit(pid));
-  try {
-    await h.state();
-    return h;
-  } catch {
-    client.close();
-    return undefined;
+  const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
+      return h;
+    } catch {
+      if (!isAlive(pid) || Date.now() >= deadline) {
+        client.close();
+        if (isAlive(pid) && (await isHelper(pid))) process.kill(pid, "SIGKILL");
+        return undefined;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 }
 

@@ -2,7 +2,7 @@
 // the VM), start, attach, kill, delete, list, and finding live helpers again
 // after a restart. The only writer of container records.
 import { randomBytes } from "node:crypto";
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, isAbsolute, join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError, asContainerError, sentByPeer } from "../../lib/errors/index.js";
@@ -178,11 +178,16 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
 
   /** Follows a helper to the end: records the exit, reaps the helper, removes when asked. */
   function follow(record: ContainerRecord, helper: HelperHandle): Promise<ContainerRecord> {
+    // The status straight from the helper, for when its exit.json could not
+    // be written (a full disk).
+    const waited = call(helper.client.wait, helper.client, {}, new Metadata()).then((r) => r.exitCode, () => undefined);
     const done = (async () => {
       await helper.exited;
+      const told = await Promise.race([waited, new Promise<undefined>((r) => setTimeout(r, 100))]);
       helper.close();
       helpers.delete(record.id);
-      const exit = await readExitRecord(bundleDir(dataDir, record.id));
+      const recorded = await readExitRecord(bundleDir(dataDir, record.id));
+      const exit = recorded ?? (told === undefined ? undefined : { exitCode: told, exitedAt: Date.now(), reason: "exited" as const });
       if (record.autoRemove) {
         // The logs go with the bundle: when the runtime, not the process,
         // ended the container, keep their tails in the apiserver's log.
@@ -191,7 +196,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         record.exitCode = exit?.exitCode ?? 137;
         await removeBundle(record);
       } else {
-        await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
+        // A full disk must not take the apiserver down: the record stays
+        // right in memory, and the one on disk, still "running", is settled
+        // by recover() after a restart (no helper, so stopped).
+        await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined }).catch((err: unknown) =>
+          logger.error("could not save the container's record", { id: record.id, err: asContainerError(err).message }),
+        );
       }
       await rm(runDirOf(record.id), { recursive: true, force: true });
       launcher.prepareSpare();
@@ -280,10 +290,9 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         };
         await writeJsonAtomic(join(bundle, RUNTIME_CONFIG_FILE), runtime);
         await saveRecord(dataDir, record);
-        const helper = await launcher.launch(runtime);
+        const helper = await launcher.launch(runtime, (pid) => update(record, { helperPid: pid }));
         helpers.set(id, helper);
         records.set(id, record);
-        await update(record, { helperPid: helper.pid });
         void follow(record, helper);
         logger.info("container created", { id, image: record.image });
         return record;
@@ -425,6 +434,13 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         const exit = await readExitRecord(bundleDir(dataDir, record.id));
         if (record.autoRemove) await removeBundle(record);
         else await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
+      }
+      // Sockets of helpers that died without cleaning up (a crash, a full disk).
+      const live = new Set([...helpers.keys()].map((id) => id.slice(0, 12)));
+      const runDirs = await readdir(join(options.runtimeDir, "c")).catch(() => [] as string[]);
+      for (const name of runDirs.filter((n) => !live.has(n))) {
+        await rm(join(options.runtimeDir, "c", name), { recursive: true, force: true });
+        logger.info("stale runtime directory removed", { name });
       }
       logger.info("containers recovered", { count: records.size, running: helpers.size });
     },

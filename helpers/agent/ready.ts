@@ -35,6 +35,8 @@ export async function watchAgentLog(vm: VirtualMachine, options: WatchAgentLogOp
     void (async () => {
       for await (const conn of listener.connections()) {
         const file = options.path === undefined ? undefined : createWriteStream(options.path, { flags: "a", mode: 0o600 });
+        // A full disk loses the rest of the log, and only that.
+        file?.once("error", (err) => options.logger?.warn("vminitd's log cannot be written", { err: err.message }));
         let pending = "";
         conn.on("data", (chunk: Buffer) => {
           file?.write(chunk);

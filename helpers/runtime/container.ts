@@ -5,6 +5,7 @@
 // for signals and clean stops. The gRPC service (service.ts) is a thin layer
 // over this.
 import { once } from "node:events";
+import { finished as streamFinished } from "node:stream/promises";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -190,7 +191,11 @@ export async function bootContainer(
     if (exitRecord) return;
     exitRecord = record;
     phase = "exited";
-    await writeJsonAtomic(join(config.bundleDir, EXIT_FILE), record);
+    // Without the file (a full disk) the apiserver records 137; the helper
+    // must still end the container cleanly.
+    await writeJsonAtomic(join(config.bundleDir, EXIT_FILE), record).catch((err: unknown) =>
+      logger.error("could not save the exit status", { exitCode: record.exitCode, err: asContainerError(err).message }),
+    );
     for (const sink of sinks) sink.exit(record.exitCode);
     exited.resolve(record);
     logger.info("process exited", { exitCode: record.exitCode, reason: record.reason });
@@ -208,7 +213,8 @@ export async function bootContainer(
     stdin?.destroy();
     await closeStdioListeners();
     log?.end();
-    if (log) await once(log, "close").catch(() => undefined);
+    // finished(), not once("close"): a log that failed (a full disk) closed long ago.
+    if (log) await streamFinished(log).catch(() => undefined);
     (await agentConnection?.catch(() => undefined))?.close();
     finished.resolve();
   });
@@ -229,6 +235,9 @@ export async function bootContainer(
 
   async function runProcess(): Promise<number> {
     log = createWriteStream(join(config.bundleDir, STDIO_LOG_FILE), { flags: "a", mode: 0o600 });
+    // A full disk stops the keeping of output, not the container: attached
+    // clients still get it.
+    log.once("error", (err) => logger.error("the output log cannot be written; output is no longer kept", { err: err.message }));
     const [inL, outL, errL] = stdio;
     // The guest dials the streams while it creates the process.
     const drained = Promise.all([outL!.conn.then((c) => drain(c, "stdout")), errL?.conn.then((c) => drain(c, "stderr"))]);

@@ -9,7 +9,7 @@
 //                                   Node and gRPC to load.
 //
 // Only what booting needs is imported up front; gRPC loads while the guest boots.
-import { openSync, writeSync } from "node:fs";
+import { appendFileSync, openSync, writeSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { asContainerError } from "../../lib/errors/index.js";
@@ -93,7 +93,14 @@ main(bundle).then(
   () => process.exit(0),
   (err: unknown) => {
     const e = asContainerError(err);
-    process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level: "error", component: "runtime", msg: e.message, code: e.code }) + "\n");
+    const line = JSON.stringify({ time: new Date().toISOString(), level: "error", component: "runtime", msg: e.message, code: e.code }) + "\n";
+    // Into the runtime log, where the apiserver looks for why (a spare's
+    // stderr is the apiserver's own log).
+    try {
+      appendFileSync(join(bundle, RUNTIME_LOG_FILE), line, { mode: 0o600 });
+    } catch {
+      process.stderr.write(line);
+    }
     process.exit(1);
   },
 );

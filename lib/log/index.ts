@@ -34,7 +34,12 @@ export function createLogger(options: LoggerOptions): Logger {
     if (RANK[level] < min) return;
     const record: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base };
     for (const [k, v] of Object.entries(fields ?? {})) record[k] = serialiseError(v);
-    write(JSON.stringify(record) + "\n");
+    try {
+      write(JSON.stringify(record) + "\n");
+    } catch {
+      // A log line that cannot be written (a full disk) is lost; the process
+      // that logs it must go on.
+    }
   };
   return {
     debug: (m, f) => emit("debug", m, f),

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestEnv, waitFor, type TestEnv } from "../support/env.js";
+import { alive, createTestEnv, waitFor, type TestEnv } from "../support/env.js";
 
 let t: TestEnv;
 
@@ -28,15 +28,6 @@ async function inspect(ref: string): Promise<Detail> {
 }
 
 const ticks = async (): Promise<number> => ((await t.cli(["logs", "ticker"])).stdout.match(/tick/g) ?? []).length;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("the apiserver killed with SIGKILL", () => {
   it("finds every container again, running ones still serve exec, and output logged meanwhile is kept", async () => {

@@ -1,6 +1,7 @@
 // The service's attack surface: the API socket only its user can open,
-// nothing listening on TCP, and junk or oversized input to the socket
-// rejected while the service keeps serving.
+// nothing listening on TCP, nothing of the host a container can see, and
+// junk or oversized input to the socket rejected while the service keeps
+// serving.
 import { execFileSync } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { connect } from "node:net";
@@ -48,6 +49,19 @@ describe("network exposure", () => {
       .filter((l) => [...l.matchAll(/pid=(\d+)/g)].some((m) => pids.has(m[1]!)));
     expect(listeners).toEqual([]);
     await t.cli(["rm", "-f", "net"]);
+  });
+});
+
+describe("what a container reaches", () => {
+  it("neither the apiserver's socket nor any host file: only its own disk and the kernel's filesystems", async () => {
+    const script = `test -e ${socket} && echo socket; test -e ${t.dir} && echo host-dir; cut -d" " -f3 /proc/mounts | sort -u`;
+    const r = await t.cli(["run", "--rm", "demo", "sh", "-c", script]);
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).not.toContain("socket");
+    expect(lines).not.toContain("host-dir");
+    // No shared host filesystem (9p, virtiofs, nfs, fuse) is mounted.
+    expect(lines.every((fstype) => ["ext4", "proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup2"].includes(fstype)), lines.join(" ")).toBe(true);
   });
 });
 

@@ -2,7 +2,7 @@
 // runtime dirs (short paths: unix sockets have a 108-byte limit), its own
 // apiserver, and a leak check that no process or file of it outlives it.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../../lib/paths/index.js";
@@ -24,7 +24,7 @@ export interface TestEnv {
   cli(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<RunResult>;
   /** Starts the CLI and hands back the child for signal tests. */
   spawnCli(args: string[]): ReturnType<typeof spawn>;
-  /** Processes (pid + command line) that mention this installation's dirs. */
+  /** Processes (pid + command line) that mention this installation's dirs or run in them. */
   processes(): string[];
   /** Stops the apiserver and asserts nothing is left running; removes the dirs. */
   close(): Promise<void>;
@@ -36,6 +36,25 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Whether the process runs in `dir` or below (the vsock backend names no path of ours but its cwd). */
+function cwdIn(pid: number, dir: string): boolean {
+  try {
+    return readlinkSync(`/proc/${pid}/cwd`).startsWith(`${dir}/`);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether a process with this pid exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -81,8 +100,8 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
     return out
       .split("\n")
-      .filter((l) => l.includes(dir) && !l.includes(" ps -eo"))
-      .map((l) => l.trim());
+      .map((l) => l.trim())
+      .filter((l) => l && !l.includes(" ps -eo") && (l.includes(dir) || cwdIn(Number(l.split(/\s+/)[0]), dir)));
   };
   const te: TestEnv = {
     dir,

@@ -96,6 +96,8 @@ describe("qemuArgs on x86_64", () => {
     expect(drives[0]).toContain("readonly=on");
     expect(drives[1]).toContain("id=disk1,file=/data/c1/rootfs.ext4,format=raw");
     expect(drives[1]).not.toContain("readonly");
+    // A full host disk fails the guest's writes instead of pausing the VM.
+    expect(drives[1]).toContain("werror=report,rerror=report");
     for (const d of drives) expect(d).toMatch(/^if=none,/);
     expect(values(args, "-device")).toEqual([
       "virtio-blk-device,drive=disk0",

@@ -109,7 +109,9 @@ function driveArgs(config: VmConfig): string[] {
       `cache=writeback`,
     ];
     if (disk.readOnly) opts.push("readonly=on");
-    else opts.push("discard=unmap", "detect-zeroes=unmap");
+    // A full host disk must fail the guest's writes, not pause the VM (QEMU's
+    // default, werror=enospc, which leaves the container hung for good).
+    else opts.push("discard=unmap", "detect-zeroes=unmap", "werror=report", "rerror=report");
     return ["-drive", opts.join(",")];
   });
 }

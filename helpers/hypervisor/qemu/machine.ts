@@ -230,7 +230,11 @@ export class QemuMachine implements VirtualMachine {
       });
       this.qemu = qemu;
       const startedAt = Date.now();
-      const qmp = new QmpClient(qemu.process.stdio[3] as Duplex, (ev) => this.log.debug("qmp event", { event: ev.event, data: ev.data }));
+      const qmp = new QmpClient(qemu.process.stdio[3] as Duplex, (ev) => {
+        // QEMU sends at most one a second; the guest sees an I/O error (werror=report).
+        if (ev.event === "BLOCK_IO_ERROR") this.log.warn("a disk operation of the VM failed on the host", { ...ev.data });
+        else this.log.debug("qmp event", { event: ev.event, data: ev.data });
+      });
       this.qmp = qmp;
       void qemu.exited.then((exit) => this.onQemuExit(exit));
 

@@ -8,7 +8,7 @@ import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
 import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
 import { RuntimeClient, type StateResponse } from "../../helpers/runtime/api/gen/runtime.js";
-import { EXIT_FILE, RUNTIME_LOG_FILE, runtimeSocketPath, type ExitRecord, type RuntimeConfig } from "../../helpers/runtime/config.js";
+import { EXIT_FILE, RUNTIME_LOG_FILE, fallbackExitPath, runtimeSocketPath, type ExitRecord, type RuntimeConfig } from "../../helpers/runtime/config.js";
 
 const HELPER_MAIN = fileURLToPath(new URL("../../helpers/runtime/main.js", import.meta.url));
 const HELPER_READY_TIMEOUT_MS = 30_000;
@@ -232,10 +232,14 @@ export async function reattachHelper(config: Pick<RuntimeConfig, "runDir">, pid:
   }
 }
 
-export async function readExitRecord(bundleDir: string): Promise<ExitRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(join(bundleDir, EXIT_FILE), "utf8")) as ExitRecord;
-  } catch {
-    return undefined;
+/** The helper's exit status: in the bundle, or where it went when the bundle's disk was full. */
+export async function readExitRecord(config: Pick<RuntimeConfig, "bundleDir" | "runDir">): Promise<ExitRecord | undefined> {
+  for (const path of [join(config.bundleDir, EXIT_FILE), fallbackExitPath(config)]) {
+    try {
+      return JSON.parse(await readFile(path, "utf8")) as ExitRecord;
+    } catch {
+      // Not there: the next place, or none.
+    }
   }
+  return undefined;
 }

@@ -12,7 +12,7 @@ import type { ImageStore } from "../../helpers/image/types.js";
 import { offersRosetta } from "../../helpers/hypervisor/index.js";
 import type { GuestArch, GuestAssets } from "../../helpers/hypervisor/types.js";
 import type { EmulationMode } from "../../lib/config/index.js";
-import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, type Emulator, type RuntimeConfig } from "../../helpers/runtime/config.js";
+import { BOOT_LOG_FILE, RUNTIME_CONFIG_FILE, RUNTIME_LOG_FILE, VMINITD_LOG_FILE, fallbackExitPath, type Emulator, type RuntimeConfig } from "../../helpers/runtime/config.js";
 import { writeJsonAtomic } from "../../lib/fs/index.js";
 import type { StatsResponse as HelperStats } from "../../helpers/runtime/api/gen/runtime.js";
 import { chooseEmulation } from "./emulation.js";
@@ -154,6 +154,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
   const launcher = createHelperLauncher({ runtimeDir: options.runtimeDir, spare: options.spareHelper ?? true });
 
   const runDirOf = (id: string): string => join(options.runtimeDir, "c", id.slice(0, 12));
+  const placesOf = (id: string): { bundleDir: string; runDir: string } => ({ bundleDir: bundleDir(dataDir, id), runDir: runDirOf(id) });
+  /** The helper's run dir, and the exit status it left beside it when the bundle's disk was full. */
+  const removeRunDir = async (id: string): Promise<void> => {
+    await rm(runDirOf(id), { recursive: true, force: true });
+    await rm(fallbackExitPath({ runDir: runDirOf(id) }), { force: true });
+  };
 
   function lookup(ref: string): ContainerRecord {
     if (!ref) throw new ContainerError("invalidArgument", "no container named");
@@ -173,21 +179,16 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
   async function removeBundle(record: ContainerRecord): Promise<void> {
     records.delete(record.id);
     await rm(bundleDir(dataDir, record.id), { recursive: true, force: true });
-    await rm(runDirOf(record.id), { recursive: true, force: true });
+    await removeRunDir(record.id);
   }
 
   /** Follows a helper to the end: records the exit, reaps the helper, removes when asked. */
   function follow(record: ContainerRecord, helper: HelperHandle): Promise<ContainerRecord> {
-    // The status straight from the helper, for when its exit.json could not
-    // be written (a full disk).
-    const waited = call(helper.client.wait, helper.client, {}, new Metadata()).then((r) => r.exitCode, () => undefined);
     const done = (async () => {
       await helper.exited;
-      const told = await Promise.race([waited, new Promise<undefined>((r) => setTimeout(r, 100))]);
       helper.close();
       helpers.delete(record.id);
-      const recorded = await readExitRecord(bundleDir(dataDir, record.id));
-      const exit = recorded ?? (told === undefined ? undefined : { exitCode: told, exitedAt: Date.now(), reason: "exited" as const });
+      const exit = await readExitRecord(placesOf(record.id));
       if (record.autoRemove) {
         // The logs go with the bundle: when the runtime, not the process,
         // ended the container, keep their tails in the apiserver's log.
@@ -203,7 +204,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           logger.error("could not save the container's record", { id: record.id, err: asContainerError(err).message }),
         );
       }
-      await rm(runDirOf(record.id), { recursive: true, force: true });
+      await removeRunDir(record.id);
       launcher.prepareSpare();
       logger.info("container ended", { id: record.id, exitCode: record.exitCode, reason: exit?.reason ?? "helperDied", message: exit?.message });
       return record;
@@ -299,7 +300,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       } catch (err) {
         records.delete(id);
         await rm(bundle, { recursive: true, force: true });
-        await rm(runDir, { recursive: true, force: true });
+        await removeRunDir(id);
         throw err;
       } finally {
         if (name) creatingNames.delete(name);
@@ -431,7 +432,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
           void follow(record, helper);
           continue;
         }
-        const exit = await readExitRecord(bundleDir(dataDir, record.id));
+        const exit = await readExitRecord(placesOf(record.id));
         if (record.autoRemove) await removeBundle(record);
         else await update(record, { state: "stopped", exitCode: exit?.exitCode ?? 137, helperPid: undefined });
       }

@@ -80,6 +80,15 @@ export interface ExitRecord {
   message?: string;
 }
 
+/**
+ * Where the exit status goes when the bundle's disk is full: beside the run
+ * dir, in the runtime dir (another filesystem as a rule), where the helper's
+ * own cleanup leaves it for the apiserver.
+ */
+export function fallbackExitPath(config: Pick<RuntimeConfig, "runDir">): string {
+  return `${config.runDir}.${EXIT_FILE}`;
+}
+
 export function runtimeSocketPath(config: Pick<RuntimeConfig, "runDir">): string {
   return join(config.runDir, RUNTIME_SOCKET);
 }

@@ -20,7 +20,7 @@ import type { BootstrapRequest } from "../agent/gen/agent.js";
 import { AGENT_PORT, type AgentClient, type MountRequest, type ProcessSpec, type StatsResponse } from "../agent/types.js";
 import type { Hypervisor, VirtualMachine } from "../hypervisor/types.js";
 import { latestInOrder } from "./latest.js";
-import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, VMINITD_LOG_FILE, type Emulator, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
+import { DEFAULT_ISOLATION, EXIT_FILE, STDIO_LOG_FILE, fallbackExitPath, VMINITD_LOG_FILE, type Emulator, type ExitRecord, type ProcessConfig, type RuntimeConfig } from "./config.js";
 
 /** Where the rootfs disk (the second disk, /dev/vdb) is mounted in the guest. */
 export const GUEST_ROOTFS = "/run/container/rootfs";
@@ -191,11 +191,15 @@ export async function bootContainer(
     if (exitRecord) return;
     exitRecord = record;
     phase = "exited";
-    // Without the file (a full disk) the apiserver records 137; the helper
-    // must still end the container cleanly.
-    await writeJsonAtomic(join(config.bundleDir, EXIT_FILE), record).catch((err: unknown) =>
-      logger.error("could not save the exit status", { exitCode: record.exitCode, err: asContainerError(err).message }),
-    );
+    // A full disk must not keep the helper from ending the container cleanly;
+    // the status then goes to the runtime dir, and failing that the
+    // apiserver records 137.
+    await writeJsonAtomic(join(config.bundleDir, EXIT_FILE), record).catch(async (err: unknown) => {
+      logger.error("could not save the exit status in the bundle", { exitCode: record.exitCode, err: asContainerError(err).message });
+      await writeJsonAtomic(fallbackExitPath(config), record).catch((e: unknown) =>
+        logger.error("could not save the exit status", { exitCode: record.exitCode, err: asContainerError(e).message }),
+      );
+    });
     for (const sink of sinks) sink.exit(record.exitCode);
     exited.resolve(record);
     logger.info("process exited", { exitCode: record.exitCode, reason: record.reason });

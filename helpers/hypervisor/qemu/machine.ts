@@ -230,10 +230,20 @@ export class QemuMachine implements VirtualMachine {
       });
       this.qemu = qemu;
       const startedAt = Date.now();
+      // One line a second at most: a guest writing to a full host disk fails
+      // many requests at once (each an I/O error in the guest: werror=report).
+      let ioErrorLoggedAt = 0;
+      let ioErrorsSince = 0;
       const qmp = new QmpClient(qemu.process.stdio[3] as Duplex, (ev) => {
-        // QEMU sends at most one a second; the guest sees an I/O error (werror=report).
-        if (ev.event === "BLOCK_IO_ERROR") this.log.warn("a disk operation of the VM failed on the host", { ...ev.data });
-        else this.log.debug("qmp event", { event: ev.event, data: ev.data });
+        if (ev.event !== "BLOCK_IO_ERROR") {
+          this.log.debug("qmp event", { event: ev.event, data: ev.data });
+        } else if (Date.now() - ioErrorLoggedAt < 1000) {
+          ioErrorsSince++;
+        } else {
+          this.log.warn("a disk operation of the VM failed on the host", { ...ev.data, alsoFailedSinceLastLine: ioErrorsSince });
+          ioErrorLoggedAt = Date.now();
+          ioErrorsSince = 0;
+        }
       });
       this.qmp = qmp;
       void qemu.exited.then((exit) => this.onQemuExit(exit));

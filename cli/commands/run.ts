@@ -134,12 +134,15 @@ function attach(client: ApiClient, id: string, interactive: boolean): { exit: Pr
       error: (err) => reject(explain(err)),
     });
   });
+  // The stream may fail while the caller still awaits the start (a helper
+  // that dies fails both): handled here, so that is no unhandled rejection;
+  // awaiting `exit` still throws.
+  void exit.catch(() => undefined);
   stream.write({ open: id });
   if (interactive) forwardStdin(stream, (stdin) => ({ stdin }), { closeStdin: true });
   return { exit, stream };
 }
 
-/** Attaches, starts, relays signals, and resolves with the exit status. */
 /** Attaches, starts, relays signals (or, with a terminal, raw keys and size changes), and resolves with the exit status. */
 async function startAttached(client: ApiClient, id: string, interactive: boolean, tty: boolean): Promise<number> {
   const { exit, stream } = attach(client, id, interactive);

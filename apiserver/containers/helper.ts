@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
+import { processExists } from "../../lib/process/index.js";
 import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
 import { RuntimeClient, type StateResponse } from "../../helpers/runtime/api/gen/runtime.js";
 import { EXIT_FILE, RUNTIME_LOG_FILE, fallbackExitPath, runtimeSocketPath, type ExitRecord, type RuntimeConfig } from "../../helpers/runtime/config.js";
@@ -29,20 +30,11 @@ export function connectHelper(config: Pick<RuntimeConfig, "runDir">): RuntimeCli
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Resolves once `pid` no longer exists (for helpers that are not our children). */
 export function waitForPidExit(pid: number, intervalMs = 100): Promise<void> {
   return new Promise((resolve) => {
     const timer = setInterval(() => {
-      if (!isAlive(pid)) {
+      if (!processExists(pid)) {
         clearInterval(timer);
         resolve();
       }
@@ -58,6 +50,24 @@ function handle(pid: number, client: RuntimeClient, exited: Promise<void>): Help
     state: () => call(client.state, client, {}, new Metadata(), { deadline: Date.now() + 5000 }),
     close: () => client.close(),
   };
+}
+
+/**
+ * Asks the helper's State until it answers (undefined) or, once `gone()`
+ * says it exited or HELPER_READY_TIMEOUT_MS have passed, gives the last
+ * failure.
+ */
+async function untilServing(client: RuntimeClient, gone: () => boolean): Promise<{ lastError: unknown } | undefined> {
+  const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
+      return undefined;
+    } catch (err) {
+      if (gone() || Date.now() >= deadline) return { lastError: err };
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 /** The helper's last error, which says why it failed; "" when it logged none. */
@@ -156,36 +166,23 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
       let gone = false;
       void exited.then(() => (gone = true));
       const client = connectHelper(config);
-      const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
-      try {
-        for (;;) {
-          try {
-            await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
-            return handle(pid, client, exited);
-          } catch (err) {
-            if (gone || Date.now() >= deadline) {
-              client.close();
-              if (!gone) process.kill(pid, "SIGKILL");
-              // Killed from outside: its log would only say how far it got.
-              if (child.signalCode !== null) {
-                throw new ContainerError("unavailable", `the runtime helper died (${child.signalCode}) while the container's VM started`, {
-                  hint: "see the runtime log in the container's directory",
-                  cause: err,
-                });
-              }
-              const why = await lastError(config.bundleDir);
-              throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
-                hint: "see the runtime log in the container's directory",
-                cause: err,
-              });
-            }
-            await new Promise((r) => setTimeout(r, 10));
-          }
-        }
-      } catch (err) {
-        prepareSpare();
-        throw err;
+      const failure = await untilServing(client, () => gone);
+      if (failure === undefined) return handle(pid, client, exited);
+      client.close();
+      if (!gone) process.kill(pid, "SIGKILL");
+      prepareSpare();
+      // Killed from outside: its log would only say how far it got.
+      if (child.signalCode !== null) {
+        throw new ContainerError("unavailable", `the runtime helper died (${child.signalCode}) while the container's VM started`, {
+          hint: "see the runtime log in the container's directory",
+          cause: failure.lastError,
+        });
       }
+      const why = await lastError(config.bundleDir);
+      throw new ContainerError("internal", `the container's VM did not start${why ? `: ${why}` : ""}`, {
+        hint: "see the runtime log in the container's directory",
+        cause: failure.lastError,
+      });
     },
     prepareSpare,
     close() {
@@ -202,7 +199,7 @@ async function isHelper(pid: number): Promise<boolean> {
     return (await readFile(`/proc/${pid}/cmdline`, "utf8")).includes(HELPER_MAIN);
   } catch {
     // No /proc (macOS): trust the pid.
-    return isAlive(pid);
+    return processExists(pid);
   }
 }
 
@@ -213,23 +210,12 @@ async function isHelper(pid: number): Promise<boolean> {
  * running that no record accounts for.
  */
 export async function reattachHelper(config: Pick<RuntimeConfig, "runDir">, pid: number): Promise<HelperHandle | undefined> {
-  if (!isAlive(pid)) return undefined;
+  if (!processExists(pid)) return undefined;
   const client = connectHelper(config);
-  const h = handle(pid, client, waitForPidExit(pid));
-  const deadline = Date.now() + HELPER_READY_TIMEOUT_MS;
-  for (;;) {
-    try {
-      await call(client.state, client, {}, new Metadata(), { deadline: Math.min(deadline, Date.now() + 500) });
-      return h;
-    } catch {
-      if (!isAlive(pid) || Date.now() >= deadline) {
-        client.close();
-        if (isAlive(pid) && (await isHelper(pid))) process.kill(pid, "SIGKILL");
-        return undefined;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  if ((await untilServing(client, () => !processExists(pid))) === undefined) return handle(pid, client, waitForPidExit(pid));
+  client.close();
+  if (processExists(pid) && (await isHelper(pid))) process.kill(pid, "SIGKILL");
+  return undefined;
 }
 
 /** The helper's exit status: in the bundle, or where it went when the bundle's disk was full. */

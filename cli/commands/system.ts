@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
+import { processExists } from "../../lib/process/index.js";
 import { readFrom, sleep } from "../../lib/fs/read.js";
 import { dataDir, repoRoot, runtimeDir } from "../../lib/paths/index.js";
 import { parseCount, parseFormat } from "../parse.js";
@@ -28,15 +29,6 @@ async function ping(timeoutMs = 1000): Promise<PingResponse | undefined> {
     throw e;
   } finally {
     client.close();
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -121,7 +113,7 @@ async function systemStop(): Promise<boolean> {
     client.close();
   }
   const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (Date.now() < deadline && ((pid > 0 && pidAlive(pid)) || (await ping(200)))) {
+  while (Date.now() < deadline && ((pid > 0 && processExists(pid)) || (await ping(200)))) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const service = await import("../service/index.js");

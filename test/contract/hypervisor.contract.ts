@@ -16,6 +16,7 @@ import type { Duplex } from "node:stream";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isContainerError } from "../../lib/errors/index.js";
+import { processExists } from "../../lib/process/index.js";
 import type { GuestAssets, Hypervisor, VirtualMachine, VmConfig } from "../../helpers/hypervisor/types.js";
 import { connectAgent } from "../../helpers/agent/client.js";
 import { agentLogKernelArg, watchAgentLog } from "../../helpers/agent/ready.js";
@@ -38,15 +39,6 @@ const FRAME_SETTINGS = 4;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Reads from `stream` until `enough(received)` holds (or it ends / times out). */
@@ -183,7 +175,7 @@ export function hypervisorContract(
     /** Everything the VM consisted of is gone: processes and files in its state dir. */
     async function expectReleased(pids: number[], stateDir: string): Promise<void> {
       expect(pids.length).toBeGreaterThan(0);
-      for (const pid of pids) expect(alive(pid), `process ${pid} is gone`).toBe(false);
+      for (const pid of pids) expect(processExists(pid), `process ${pid} is gone`).toBe(false);
       expect(await readdir(stateDir), "state dir is empty").toEqual([]);
     }
 
@@ -248,7 +240,7 @@ export function hypervisorContract(
 
       it("runs the hypervisor and its device backends as host processes", () => {
         expect(pids.length).toBeGreaterThanOrEqual(1);
-        for (const pid of pids) expect(alive(pid)).toBe(true);
+        for (const pid of pids) expect(processExists(pid)).toBe(true);
       });
 
       it("connects to the agent on vsock port 1024 (HTTP/2 answers)", async () => {

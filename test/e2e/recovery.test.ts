@@ -4,7 +4,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { alive, createTestEnv, waitFor, type TestEnv } from "../support/env.js";
+import { createTestEnv, waitFor, type TestEnv } from "../support/env.js";
+import { processExists } from "../../lib/process/index.js";
 
 let t: TestEnv;
 
@@ -42,7 +43,7 @@ describe("the apiserver killed with SIGKILL", () => {
 
     const pid = Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
     process.kill(pid, "SIGKILL");
-    await waitFor(() => !alive(pid), 10_000, "the apiserver to die");
+    await waitFor(() => !processExists(pid), 10_000, "the apiserver to die");
     // The ticker keeps writing, and brief ends, while nobody serves the API.
     await new Promise((r) => setTimeout(r, 4000));
     expect((await t.cli(["ls"])).code).not.toBe(0);

@@ -14,7 +14,8 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, alive, createTestEnv, waitFor, type RunResult, type TestEnv } from "../support/env.js";
+import { ROOT, createTestEnv, waitFor, type RunResult, type TestEnv } from "../support/env.js";
+import { processExists } from "../../lib/process/index.js";
 import { startRegistry, type Registry } from "../support/registry.js";
 
 const run = promisify(execFile);
@@ -112,7 +113,7 @@ async function whileExecuting(name: string): Promise<{ done: Promise<RunResult> 
 async function killApiserver(): Promise<void> {
   const pid = await apiserverPid();
   process.kill(pid, "SIGKILL");
-  await waitFor(() => !alive(pid), 10_000, "the apiserver to die");
+  await waitFor(() => !processExists(pid), 10_000, "the apiserver to die");
 }
 
 function expectOneLine(r: RunResult, message: RegExp): void {
@@ -122,10 +123,19 @@ function expectOneLine(r: RunResult, message: RegExp): void {
   expect(lines[0]).toMatch(message);
 }
 
-async function state(name: string): Promise<{ state: string; exitCode: number } | undefined> {
-  const r = await t.cli(["inspect", name]);
-  if (r.code !== 0) return undefined;
-  return (JSON.parse(r.stdout) as { summary: { state: string; exitCode: number } }[])[0]!.summary;
+interface Detail {
+  summary: { id: string; state: string; exitCode: number };
+  helperPid: number;
+}
+
+/** `inspect` of one container in `env`; undefined when there is none. */
+async function inspect(name: string, env: TestEnv = t): Promise<Detail | undefined> {
+  const r = await env.cli(["inspect", name]);
+  return r.code === 0 ? (JSON.parse(r.stdout) as Detail[])[0] : undefined;
+}
+
+async function state(name: string): Promise<Detail["summary"] | undefined> {
+  return (await inspect(name))?.summary;
 }
 
 /**
@@ -196,7 +206,7 @@ describe("kill -9 during an exec", () => {
 
   it("of the container's runtime helper: the exec fails with one line, the container stopped with 137", async () => {
     expect((await t.cli(["run", "-d", "--name", "e-helper", "demo", "sleep", "600"])).code).toBe(0);
-    const { helperPid } = (JSON.parse((await t.cli(["inspect", "e-helper"])).stdout) as { helperPid: number }[])[0]!;
+    const { helperPid } = (await inspect("e-helper"))!;
     const { done } = await whileExecuting("e-helper");
     process.kill(helperPid, "SIGKILL");
     const r = await done;
@@ -208,7 +218,7 @@ describe("kill -9 during an exec", () => {
 
   it("of the container's QEMU: the exec ends with 137 like the container", async () => {
     expect((await t.cli(["run", "-d", "--name", "e-qemu", "demo", "sleep", "600"])).code).toBe(0);
-    const { helperPid } = (JSON.parse((await t.cli(["inspect", "e-qemu"])).stdout) as { helperPid: number }[])[0]!;
+    const { helperPid } = (await inspect("e-qemu"))!;
     const { done } = await whileExecuting("e-qemu");
     process.kill(vms().find((p) => p.ppid === helperPid)!.pid, "SIGKILL");
     expect((await done).code).toBe(137);
@@ -301,7 +311,7 @@ describe("kill -9 of the apiserver during a pull", () => {
 describe("junk on vminitd's port", () => {
   /** A connection to the bystander's guest agent through its VM's vsock backend. */
   async function agentConnection(): Promise<Socket> {
-    const id = (JSON.parse((await t.cli(["inspect", "keep"])).stdout) as { summary: { id: string } }[])[0]!.summary.id;
+    const { id } = (await inspect("keep"))!.summary;
     const socket = connect(join(t.env.CONTAINER_RUNTIME_DIR!, "c", id.slice(0, 12), "vm", "vsock.sock"));
     socket.on("error", () => undefined);
     socket.write(`CONNECT ${AGENT_PORT}\n`);
@@ -389,8 +399,7 @@ describe.skipIf(process.getuid?.() !== 0)("a full disk under a container's write
     expect(r.stdout).toMatch(/Input\/output error|I\/O error/);
     expect(r.stdout).toMatch(/dd=[1-9]/);
     // The status the apiserver keeps is the process's, not 137 for a lost exit.json.
-    const [filler] = JSON.parse((await d.cli(["inspect", "filler"])).stdout) as { summary: { state: string; exitCode: number } }[];
-    expect(filler!.summary).toMatchObject({ state: "stopped", exitCode: 0 });
+    expect((await inspect("filler", d))?.summary).toMatchObject({ state: "stopped", exitCode: 0 });
     expect((await d.cli(["rm", "filler"])).code).toBe(0);
     expect(await d.cli(["run", "--rm", "demo", "echo", "after"])).toMatchObject({ code: 0, stdout: "after\n" });
     expect((await d.cli(["ls", "-aq"])).stdout).toBe("");

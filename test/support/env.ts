@@ -48,16 +48,6 @@ function cwdIn(pid: number, dir: string): boolean {
   }
 }
 
-/** Whether a process with this pid exists. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export function requireAssets(): void {
   for (const p of [CLI, join(ROOT, "dist", "cli", "main.js"), DEMO_ARCHIVE]) {
     if (!existsSync(p)) throw new Error(`${p} is missing: run the README set-up (npm run setup) first`);

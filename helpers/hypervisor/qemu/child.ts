@@ -135,13 +135,3 @@ export function spawnChild(options: SpawnChildOptions): SpawnedChild {
     },
   };
 }
-
-/** Whether a pid names a live (or zombie) process. */
-export function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isContainerError } from "../../../lib/errors/index.js";
 import { createLogger } from "../../../lib/log/index.js";
 import type { VmConfig } from "../types.js";
-import { processExists } from "./child.js";
+import { processExists } from "../../../lib/process/index.js";
 import { QemuMachine } from "./machine.js";
 
 const testdata = fileURLToPath(new URL("./testdata/", import.meta.url));

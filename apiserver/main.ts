@@ -2,35 +2,22 @@
 // the ContainerService on a 0600 unix socket in the user's runtime dir.
 // SIGTERM ends only the daemon (containers keep running in their helpers and
 // are found again on the next start); the Shutdown RPC stops them first.
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Server } from "@grpc/grpc-js";
 import { loadConfig } from "../lib/config/index.js";
 import { asContainerError, ContainerError } from "../lib/errors/index.js";
 import { bindUnix, grpcService, shutdownServer } from "../lib/grpc/index.js";
 import { createLogger } from "../lib/log/index.js";
-import { apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
+import { APISERVER_PROGRAM, apiserverPidPath, apiserverSocketPath, dataDir, repoRoot, runtimeDir } from "../lib/paths/index.js";
 import { createImageStore } from "../helpers/image/index.js";
 import { guestAssets, selectAccelerator } from "../helpers/hypervisor/index.js";
-import { createHttp2Client } from "../lib/grpc/http2-client.js";
+import { takePidFile } from "../lib/process/index.js";
 import { ContainerServiceDefinition } from "./api/gen/apiserver.js";
 import { createContainerManager } from "./containers/manager.js";
 import type { CreateRequest } from "./containers/spec.js";
 import { containerService } from "./services/container-service.js";
 
-export const PID_FILE = "apiserver.pid";
-
-async function alreadyServing(socket: string): Promise<boolean> {
-  const client = createHttp2Client(ContainerServiceDefinition, socket);
-  try {
-    await client.unary("ping", {}, { deadline: Date.now() + 1000 });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    client.close();
-  }
-}
 
 async function main(): Promise<void> {
   // Read once at start: a bad config.toml stops the daemon with its one-line error.
@@ -41,9 +28,11 @@ async function main(): Promise<void> {
   const socket = apiserverSocketPath();
   await mkdir(data, { recursive: true, mode: 0o700 });
   await mkdir(run, { recursive: true, mode: 0o700 });
-  if (await alreadyServing(socket)) {
-    throw new ContainerError("exists", `an apiserver already serves ${socket}`);
-  }
+  // The pid file is the lock that keeps a second apiserver (two `system
+  // start` at once) from owning the same state; it is taken before recover(),
+  // which may take seconds.
+  const holder = await takePidFile(apiserverPidPath(), APISERVER_PROGRAM);
+  if (holder !== undefined) throw new ContainerError("exists", `an apiserver already serves ${socket} (pid ${holder})`);
   const version = (JSON.parse(await readFile(join(repoRoot(), "package.json"), "utf8")) as { version: string }).version;
 
   const assets = { ...guestAssets(), ...(config.kernel.path ? { kernelPath: config.kernel.path } : {}) };
@@ -85,7 +74,7 @@ async function main(): Promise<void> {
     // Let in-flight replies (the Shutdown call's own) go out first.
     await shutdownServer(server, 2000);
     await rm(socket, { force: true });
-    await rm(join(run, PID_FILE), { force: true });
+    await rm(apiserverPidPath(), { force: true });
     logger.info("apiserver stopped", { stoppedContainers: stopContainers });
     process.exit(0);
   };
@@ -104,7 +93,6 @@ async function main(): Promise<void> {
     ),
   );
   await bindUnix(server, socket);
-  await writeFile(join(run, PID_FILE), `${process.pid}\n`, { mode: 0o600 });
   for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => void exit(false));
   process.on("SIGHUP", () => undefined);
   logger.info("apiserver serving", { socket, version, pid: process.pid });

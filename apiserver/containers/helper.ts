@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Metadata } from "@grpc/grpc-js";
 import { ContainerError } from "../../lib/errors/index.js";
-import { processExists } from "../../lib/process/index.js";
+import { processExists, runsProgram } from "../../lib/process/index.js";
 import { call, insecure, unixTarget } from "../../lib/grpc/index.js";
 import { RuntimeClient, type StateResponse } from "../../helpers/runtime/api/gen/runtime.js";
 import { EXIT_FILE, RUNTIME_LOG_FILE, fallbackExitPath, runtimeSocketPath, type ExitRecord, type RuntimeConfig } from "../../helpers/runtime/config.js";
@@ -193,16 +193,6 @@ export function createHelperLauncher(options: { runtimeDir: string; spare: boole
   };
 }
 
-/** Whether `pid` is a runtime helper (and not a process that got its pid since). */
-async function isHelper(pid: number): Promise<boolean> {
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`, "utf8")).includes(HELPER_MAIN);
-  } catch {
-    // No /proc (macOS): trust the pid.
-    return processExists(pid);
-  }
-}
-
 /**
  * Reconnects to the helper of a container found after an apiserver restart,
  * waiting for one that is still booting its VM (the apiserver died during
@@ -214,7 +204,7 @@ export async function reattachHelper(config: Pick<RuntimeConfig, "runDir">, pid:
   const client = connectHelper(config);
   if ((await untilServing(client, () => !processExists(pid))) === undefined) return handle(pid, client, waitForPidExit(pid));
   client.close();
-  if (processExists(pid) && (await isHelper(pid))) process.kill(pid, "SIGKILL");
+  if (await runsProgram(pid, HELPER_MAIN)) process.kill(pid, "SIGKILL");
   return undefined;
 }
 

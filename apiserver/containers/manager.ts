@@ -311,7 +311,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
       const record = lookup(ref);
       const helper = helpers.get(record.id);
       if (record.state !== "created" || !helper) {
-        throw new ContainerError("invalidState", `container ${record.name} is ${record.state}; only a created container can start`);
+        // Why it stopped, which tells a `run` whose container ended between
+        // its create and its start what happened. A helper leaves no exit
+        // status only when it died.
+        const exit = record.state === "stopped" ? await readExitRecord(placesOf(record.id)) : undefined;
+        const why = record.state !== "stopped" ? undefined : exit ? exit.message : "its runtime helper died";
+        throw new ContainerError("invalidState", `container ${record.name} is ${record.state}${why ? ` (${why})` : ""}; only a created container can start`);
       }
       await update(record, { state: "running" });
       await callHelper(record, helper, (c) => call(c.start, c, { size }, new Metadata()));

@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
-import { processExists } from "../../lib/process/index.js";
+import { processExists, runsProgram } from "../../lib/process/index.js";
 import { readFrom, sleep } from "../../lib/fs/read.js";
-import { dataDir, repoRoot, runtimeDir } from "../../lib/paths/index.js";
+import { APISERVER_PROGRAM, apiserverPidPath, dataDir, repoRoot } from "../../lib/paths/index.js";
 import { parseCount, parseFormat } from "../parse.js";
 import { formatBytes, renderJson, renderTable } from "../render/table.js";
 import type { PingResponse } from "../../apiserver/api/gen/apiserver.js";
@@ -41,15 +41,39 @@ async function lastLogLine(path: string): Promise<string> {
   }
 }
 
-/** Spawns the apiserver detached (its own session), logging to `logPath`; resolves with a check of whether it has exited. */
-async function startDetached(logPath: string): Promise<{ exited: () => boolean; kill: () => void }> {
+interface Daemon {
+  pid: number;
+  exited(): boolean;
+  /** Resolves once it has exited, or after `timeoutMs`. */
+  gone(timeoutMs: number): Promise<void>;
+  kill(): void;
+}
+
+/** Spawns the apiserver detached (its own session), logging to `logPath`. */
+async function startDetached(logPath: string): Promise<Daemon> {
   const log = await open(logPath, "a", 0o600);
   const child = spawn(process.execPath, [APISERVER_MAIN], { detached: true, stdio: ["ignore", log.fd, log.fd] });
   await log.close();
   let exited = false;
-  child.once("exit", () => (exited = true));
+  const exit = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  void exit.then(() => (exited = true));
   child.unref();
-  return { exited: () => exited, kill: () => void child.kill("SIGKILL") };
+  return {
+    pid: child.pid ?? 0,
+    exited: () => exited,
+    gone: async (timeoutMs) => {
+      const stop = new AbortController();
+      await Promise.race([exit, sleep(timeoutMs, stop.signal)]);
+      stop.abort();
+    },
+    kill: () => void child.kill("SIGKILL"),
+  };
+}
+
+/** Whether an apiserver holds the pid file: one that runs, or is still recovering. */
+async function apiserverStarting(): Promise<boolean> {
+  const pid = Number((await readFile(apiserverPidPath(), "utf8").catch(() => "")).trim());
+  return pid > 0 && (await runsProgram(pid, APISERVER_PROGRAM));
 }
 
 /**
@@ -66,7 +90,7 @@ export async function systemStart(): Promise<PingResponse> {
   await mkdir(dataDir(), { recursive: true, mode: 0o700 });
   const service = await import("../service/index.js");
   const kind = service.serviceKind();
-  let daemon: { exited: () => boolean; kill: () => void } | undefined;
+  let daemon: Daemon | undefined;
   if (kind === "detached") daemon = await startDetached(logPath);
   else {
     const spec = { node: process.execPath, main: APISERVER_MAIN, env: service.serviceEnv(), logPath };
@@ -74,9 +98,19 @@ export async function systemStart(): Promise<PingResponse> {
     else await (await import("../service/launchd.js")).startLaunchdAgent(spec);
   }
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline && !daemon?.exited()) {
+  while (Date.now() < deadline) {
     const pong = await ping(500);
-    if (pong) return pong;
+    if (pong) {
+      // Another `system start`'s apiserver answered: ours gives way, and is
+      // gone before this returns.
+      if (daemon && pong.pid !== daemon.pid) {
+        await daemon.gone(Math.max(0, deadline - Date.now()));
+        if (!daemon.exited()) daemon.kill();
+      }
+      return pong;
+    }
+    // Ours gave way to one another `system start` began: wait for that one.
+    if (daemon?.exited() && !(await apiserverStarting())) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   const why = await lastLogLine(logPath);
@@ -103,7 +137,7 @@ async function systemLogs(tail: number, follow: boolean): Promise<void> {
 }
 
 async function systemStop(): Promise<boolean> {
-  const pidText = await readFile(join(runtimeDir(), "apiserver.pid"), "utf8").catch(() => "");
+  const pidText = await readFile(apiserverPidPath(), "utf8").catch(() => "");
   const pid = Number(pidText.trim());
   if (!(await ping())) return false;
   const client = connect();

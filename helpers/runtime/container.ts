@@ -166,6 +166,7 @@ export async function bootContainer(
   const exited = deferred<ExitRecord>();
   const finished = deferred<void>();
   let exitRecord: ExitRecord | undefined;
+  let starting: Promise<number> | undefined;
   let stopping: Promise<void> | undefined;
   let log: WriteStream | undefined;
 
@@ -212,7 +213,8 @@ export async function bootContainer(
     phase = "stopped";
     if (!exitRecord) {
       const reason = state.reason === "crashed" ? "vmCrashed" : "vmStopped";
-      await recordExit({ exitCode: 137, exitedAt: state.exitedAt, reason, message: `the VM ${state.reason === "crashed" ? "crashed" : "stopped"}` });
+      const what = `the VM ${state.reason === "crashed" ? "crashed" : "stopped"}`;
+      await recordExit({ exitCode: 137, exitedAt: state.exitedAt, reason, message: starting ? what : `${what} before the container started` });
     }
     stdin?.destroy();
     await closeStdioListeners();
@@ -294,7 +296,6 @@ export async function bootContainer(
     return pid;
   }
 
-  let starting: Promise<number> | undefined;
   let execs = 0;
   let terminalSize: TerminalSize = { rows: 0, cols: 0 };
   let copies = 0;
@@ -477,7 +478,15 @@ export async function bootContainer(
     processPid: () => pid,
     vmPids: () => vm.pids(),
     start: () => {
-      if (exitRecord) return Promise.reject(new ContainerError("invalidState", "the container has already exited"));
+      if (exitRecord) {
+        // A VM gone between create and start is why this start fails.
+        const lost = !starting && (exitRecord.reason === "vmCrashed" || exitRecord.reason === "vmStopped");
+        return Promise.reject(
+          lost
+            ? new ContainerError("unavailable", exitRecord.message ?? "the VM stopped", { hint: "see the VM console with `container logs --boot`" })
+            : new ContainerError("invalidState", "the container has already exited"),
+        );
+      }
       starting ??= runProcess().catch(async (err: unknown) => {
         const e = asContainerError(err);
         await recordExit({ exitCode: startFailureStatus(e), exitedAt: Date.now(), reason: "startFailed", message: e.message });

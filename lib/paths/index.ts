@@ -25,6 +25,14 @@ export function apiserverSocketPath(env: NodeJS.ProcessEnv = process.env): strin
   return join(runtimeDir(env), "apiserver.sock");
 }
 
+/** The running apiserver's pid, and the lock that keeps it the only one. */
+export function apiserverPidPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(runtimeDir(env), "apiserver.pid");
+}
+
+/** What an apiserver's command line names, whichever checkout it runs from. */
+export const APISERVER_PROGRAM = join("apiserver", "main.js");
+
 /**
  * Built guest assets (kernel, init filesystem). CONTAINER_ASSETS_DIR overrides.
  * Works both from sources (lib/paths) and from dist/lib/paths.

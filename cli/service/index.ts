@@ -21,10 +21,14 @@ export function serviceKind(env: NodeJS.ProcessEnv = process.env, platform: Node
   return systemdAvailable(env) ? "systemd" : "detached";
 }
 
-/** The caller's settings the apiserver must see wherever it is started from (PATH: it runs QEMU and qemu-img). */
+/**
+ * The caller's settings the apiserver must see wherever it is started from
+ * (PATH: it runs QEMU and qemu-img; NODE_EXTRA_CA_CERTS: the registries' CAs
+ * it trusts, which the pull hint tells users to set for `system start`).
+ */
 export function serviceEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const keep = Object.entries(env).filter(
-    ([k, v]) => v !== undefined && (/^CONTAINER_/.test(k) || /^XDG_(DATA|CONFIG|RUNTIME)_/.test(k) || k === "PATH" || k === "HOME"),
+    ([k, v]) => v !== undefined && (/^CONTAINER_/.test(k) || /^XDG_(DATA|CONFIG|RUNTIME)_/.test(k) || k === "PATH" || k === "HOME" || k === "NODE_EXTRA_CA_CERTS"),
   );
   return Object.fromEntries(keep.filter(([k]) => k !== "CONTAINER_SERVICE")) as Record<string, string>;
 }

@@ -29,10 +29,13 @@ describe("serviceKind", () => {
   });
 
   it("passes on only the settings the apiserver needs", () => {
-    expect(serviceEnv({ CONTAINER_DATA_DIR: "/d", CONTAINER_SERVICE: "systemd", XDG_RUNTIME_DIR: "/r", PATH: "/p", SECRET: "x" })).toEqual({
+    expect(
+      serviceEnv({ CONTAINER_DATA_DIR: "/d", CONTAINER_SERVICE: "systemd", XDG_RUNTIME_DIR: "/r", PATH: "/p", NODE_EXTRA_CA_CERTS: "/ca.pem", SECRET: "x" }),
+    ).toEqual({
       CONTAINER_DATA_DIR: "/d",
       XDG_RUNTIME_DIR: "/r",
       PATH: "/p",
+      NODE_EXTRA_CA_CERTS: "/ca.pem",
     });
   });
 });

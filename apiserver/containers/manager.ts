@@ -98,26 +98,6 @@ const EMULATORS_FILE = "emulators.json";
 /** How long a helper whose call broke gets to be seen gone before the transport's error stands. */
 const HELPER_GONE_MS = 1000;
 
-async function helperFailure(record: ContainerRecord, helper: HelperHandle, err: unknown): Promise<ContainerError> {
-  const e = asContainerError(err);
-  if (sentByPeer(e) || e.code === "cancelled") return e;
-  const gone = await Promise.race([helper.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), HELPER_GONE_MS))]);
-  if (!gone) return e;
-  return new ContainerError("unavailable", `the runtime helper of container ${record.name} died`, {
-    hint: `the container has stopped; \`container logs --boot ${record.name}\` shows its VM's side`,
-    cause: err,
-  });
-}
-
-/** A call to a container's helper, its failure explained by helperFailure. */
-async function callHelper<T>(record: ContainerRecord, helper: HelperHandle, request: (client: HelperHandle["client"]) => Promise<T>): Promise<T> {
-  try {
-    return await request(helper.client);
-  } catch (err) {
-    throw await helperFailure(record, helper, err);
-  }
-}
-
 /** After SIGKILL, how long the process gets before the VM itself is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -155,6 +135,32 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
 
   const runDirOf = (id: string): string => join(options.runtimeDir, "c", id.slice(0, 12));
   const placesOf = (id: string): { bundleDir: string; runDir: string } => ({ bundleDir: bundleDir(dataDir, id), runDir: runDirOf(id) });
+  /**
+   * Why a call to a container's helper failed: the helper's own error, or,
+   * when the helper is gone, how the container ended (its exit status names
+   * a VM that went away) or that the helper died.
+   */
+  async function helperFailure(record: ContainerRecord, helper: HelperHandle, err: unknown): Promise<ContainerError> {
+    const e = asContainerError(err);
+    if (sentByPeer(e) || e.code === "cancelled") return e;
+    const gone = await Promise.race([helper.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), HELPER_GONE_MS))]);
+    if (!gone) return e;
+    const hint = `the container has stopped; \`container logs --boot ${record.name}\` shows its VM's side`;
+    // A helper ends once its container has: the call raced the end.
+    const exit = await readExitRecord(placesOf(record.id));
+    if (exit) return new ContainerError("unavailable", exit.message ?? `container ${record.name} has exited`, { hint, cause: err });
+    return new ContainerError("unavailable", `the runtime helper of container ${record.name} died`, { hint, cause: err });
+  }
+
+  /** A call to a container's helper, its failure explained by helperFailure. */
+  async function callHelper<T>(record: ContainerRecord, helper: HelperHandle, request: (client: HelperHandle["client"]) => Promise<T>): Promise<T> {
+    try {
+      return await request(helper.client);
+    } catch (err) {
+      throw await helperFailure(record, helper, err);
+    }
+  }
+
   /** The helper's run dir, and the exit status it left beside it when the bundle's disk was full. */
   const removeRunDir = async (id: string): Promise<void> => {
     await rm(runDirOf(id), { recursive: true, force: true });

@@ -172,6 +172,19 @@ describe("kill -9 during a start", () => {
     await expectConsistent();
   });
 
+  it("of QEMU between create and start: the start says the VM crashed before the container started, then and later", async () => {
+    const before = new Set(vms().map((p) => p.pid));
+    expect((await t.cli(["create", "--name", "s-between", "demo", "echo", "never"])).code).toBe(0);
+    const vm = vms().find((p) => !before.has(p.pid))!;
+    process.kill(vm.pid, "SIGKILL");
+    // Its helper still answering, gone, or the record already stopped: the same reason.
+    expectOneLine(await t.cli(["start", "-a", "s-between"]), /the VM crashed before the container started/);
+    await waitFor(async () => (await state("s-between"))?.state === "stopped", 20_000, "the container to be stopped");
+    const again = await t.cli(["start", "s-between"]);
+    expectOneLine(again, /^Error: container s-between is stopped \(the VM crashed before the container started\); only a created container can start$/);
+    await expectConsistent();
+  });
+
   it("of its runtime helper: the run fails with one line naming the helper, the VM goes with it", async () => {
     const { done, vm } = await whileStarting(["run", "--name", "s-helper", "demo", "echo", "never"]);
     process.kill(vm.ppid, "SIGKILL");

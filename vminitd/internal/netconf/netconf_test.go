@@ -202,8 +202,9 @@ func TestOnLoopback(t *testing.T) {
 		r, _ = ParseRoute("10.95.0.0/16", "", "nope0")
 		check("route on unknown link", AddRoute(r), errdefs.NotFound)
 		flags = linkFlags("lo")
-		addrs, _ = os.ReadFile("/proc/self/net/fib_trie")
-		routes, _ = os.ReadFile("/proc/self/net/route")
+		// thread-self: /proc/self/net is the main thread's namespace, not this one's.
+		addrs, _ = os.ReadFile("/proc/thread-self/net/fib_trie")
+		routes, _ = os.ReadFile("/proc/thread-self/net/route")
 	})
 	for _, e := range errs {
 		t.Error(e)

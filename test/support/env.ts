@@ -2,7 +2,7 @@
 // runtime dirs (short paths: unix sockets have a 108-byte limit), its own
 // apiserver, and a leak check that no process or file of it outlives it.
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, readlinkSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { repoRoot } from "../../lib/paths/index.js";
@@ -24,7 +24,7 @@ export interface TestEnv {
   cli(args: string[], options?: { input?: string; timeoutMs?: number }): Promise<RunResult>;
   /** Starts the CLI and hands back the child for signal tests. */
   spawnCli(args: string[]): ReturnType<typeof spawn>;
-  /** Processes (pid + command line) that mention this installation's dirs or run in them. */
+  /** Processes (pid + command line) that mention this installation's dirs, run in them, or serve its runtime dir. */
   processes(): string[];
   /** Stops the apiserver and asserts nothing is left running; removes the dirs. */
   close(): Promise<void>;
@@ -43,6 +43,15 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
 function cwdIn(pid: number, dir: string): boolean {
   try {
     return readlinkSync(`/proc/${pid}/cwd`).startsWith(`${dir}/`);
+  } catch {
+    return false;
+  }
+}
+
+/** Whether the process has `runDir` as its CONTAINER_RUNTIME_DIR (the apiserver names no path of ours and runs in the caller's cwd). */
+function servesRunDir(pid: number, runDir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`CONTAINER_RUNTIME_DIR=${runDir}`);
   } catch {
     return false;
   }
@@ -91,7 +100,10 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     return out
       .split("\n")
       .map((l) => l.trim())
-      .filter((l) => l && !l.includes(" ps -eo") && (l.includes(dir) || cwdIn(Number(l.split(/\s+/)[0]), dir)));
+      .filter((l) => {
+        const pid = Number(l.split(/\s+/)[0]);
+        return l && !l.includes(" ps -eo") && (l.includes(dir) || cwdIn(pid, dir) || servesRunDir(pid, env.CONTAINER_RUNTIME_DIR!));
+      });
   };
   const te: TestEnv = {
     dir,

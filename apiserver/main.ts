@@ -18,7 +18,6 @@ import { createContainerManager } from "./containers/manager.js";
 import type { CreateRequest } from "./containers/spec.js";
 import { containerService } from "./services/container-service.js";
 
-
 async function main(): Promise<void> {
   // Read once at start: a bad config.toml stops the daemon with its one-line error.
   const config = await loadConfig();

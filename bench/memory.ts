@@ -67,7 +67,7 @@ export async function idleMemory(env: TestEnv, imageRootfs: string, accelerator:
     await waitFor(async () => (await readFile(join(scratch, "boot.log"), "utf8").catch(() => "")).length > 0, 60_000, "the bare VM to boot");
     await new Promise((r) => setTimeout(r, 5000));
 
-    const apiserverPid = Number((await readFile(join(env.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
+    const apiserverPid = await env.apiserverPid();
     const helperPids = (await details()).map((d) => d.helperPid);
     const helperPss = await Promise.all(helperPids.map(pssMiB));
     const vmPss = await Promise.all(helperPids.map(async (pid) => (await Promise.all((await children(pid)).map(pssMiB))).reduce((a, b) => a + b, 0)));

@@ -152,6 +152,12 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
     return new ContainerError("unavailable", `the runtime helper of container ${record.name} died`, { hint, cause: err });
   }
 
+  /** What the helper's exit status says of the end, if anything; a helper leaves none only when it died. */
+  async function howItEnded(id: string): Promise<string | undefined> {
+    const exit = await readExitRecord(placesOf(id));
+    return exit ? exit.message : "its runtime helper died";
+  }
+
   /** A call to a container's helper, its failure explained by helperFailure. */
   async function callHelper<T>(record: ContainerRecord, helper: HelperHandle, request: (client: HelperHandle["client"]) => Promise<T>): Promise<T> {
     try {
@@ -320,8 +326,7 @@ export function createContainerManager(options: ManagerOptions): ContainerManage
         // Why it stopped, which tells a `run` whose container ended between
         // its create and its start what happened. A helper leaves no exit
         // status only when it died.
-        const exit = record.state === "stopped" ? await readExitRecord(placesOf(record.id)) : undefined;
-        const why = record.state !== "stopped" ? undefined : exit ? exit.message : "its runtime helper died";
+        const why = record.state === "stopped" ? await howItEnded(record.id) : undefined;
         throw new ContainerError("invalidState", `container ${record.name} is ${record.state}${why ? ` (${why})` : ""}; only a created container can start`);
       }
       await update(record, { state: "running" });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command } from "commander";
 import { ContainerError } from "../../lib/errors/index.js";
-import { processExists, runsProgram } from "../../lib/process/index.js";
+import { processExists, readPid, runsProgram } from "../../lib/process/index.js";
 import { readFrom, sleep } from "../../lib/fs/read.js";
 import { APISERVER_PROGRAM, apiserverPidPath, dataDir, repoRoot } from "../../lib/paths/index.js";
 import { parseCount, parseFormat } from "../parse.js";
@@ -72,8 +72,8 @@ async function startDetached(logPath: string): Promise<Daemon> {
 
 /** Whether an apiserver holds the pid file: one that runs, or is still recovering. */
 async function apiserverStarting(): Promise<boolean> {
-  const pid = Number((await readFile(apiserverPidPath(), "utf8").catch(() => "")).trim());
-  return pid > 0 && (await runsProgram(pid, APISERVER_PROGRAM));
+  const pid = await readPid(apiserverPidPath());
+  return pid !== undefined && (await runsProgram(pid, APISERVER_PROGRAM));
 }
 
 /**
@@ -137,8 +137,7 @@ async function systemLogs(tail: number, follow: boolean): Promise<void> {
 }
 
 async function systemStop(): Promise<boolean> {
-  const pidText = await readFile(apiserverPidPath(), "utf8").catch(() => "");
-  const pid = Number(pidText.trim());
+  const pid = await readPid(apiserverPidPath());
   if (!(await ping())) return false;
   const client = connect();
   try {
@@ -147,7 +146,7 @@ async function systemStop(): Promise<boolean> {
     client.close();
   }
   const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (Date.now() < deadline && ((pid > 0 && processExists(pid)) || (await ping(200)))) {
+  while (Date.now() < deadline && ((pid !== undefined && processExists(pid)) || (await ping(200)))) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const service = await import("../service/index.js");

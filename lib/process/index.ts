@@ -35,6 +35,12 @@ export async function runsProgram(pid: number, program: string): Promise<boolean
   }
 }
 
+/** The pid a pid file holds; undefined when there is no file or no pid in it. */
+export async function readPid(path: string): Promise<number | undefined> {
+  const pid = Number((await readFile(path, "utf8").catch(() => "")).trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
 /**
  * Makes `path` hold this process's pid, as a lock: resolves with undefined
  * once it does, or with the pid of a live process running `program` that
@@ -55,8 +61,8 @@ export async function takePidFile(path: string, program: string): Promise<number
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt === 2) throw err;
       }
-      const holder = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(holder) && holder > 0 && (await runsProgram(holder, program))) return holder;
+      const holder = await readPid(path);
+      if (holder !== undefined && (await runsProgram(holder, program))) return holder;
       await rm(path, { force: true });
     }
   } finally {

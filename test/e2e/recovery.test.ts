@@ -1,9 +1,6 @@
 // Crashes on purpose: the apiserver killed with SIGKILL while containers run
 // must find every container again on restart, with output logged meanwhile;
 // one runtime helper killed must stop only its own container.
-import { readdirSync, readFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, waitFor, type TestEnv } from "../support/env.js";
 import { processExists } from "../../lib/process/index.js";
@@ -29,21 +26,8 @@ async function inspect(ref: string): Promise<Detail> {
   return (JSON.parse(r.stdout) as Detail[])[0]!;
 }
 
-/** Pids of the apiservers serving this test's runtime dir. */
-function apiservers(): number[] {
-  const mine = `CONTAINER_RUNTIME_DIR=${t.env.CONTAINER_RUNTIME_DIR}`;
-  return readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const cmdline = readFileSync(`/proc/${p}/cmdline`, "utf8");
-        return cmdline.includes("apiserver/main.js") && readFileSync(`/proc/${p}/environ`, "utf8").split("\0").includes(mine);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
+/** The apiservers serving this test's runtime dir. */
+const apiservers = (): string[] => t.processes().filter((p) => p.includes("apiserver/main.js"));
 
 const ticks = async (): Promise<number> => ((await t.cli(["logs", "ticker"])).stdout.match(/tick/g) ?? []).length;
 
@@ -58,7 +42,7 @@ describe("the apiserver killed with SIGKILL", () => {
     // One that ends while nobody serves the API.
     expect((await t.cli(["run", "-d", "--name", "brief", "demo", "sh", "-c", "sleep 2; exit 5"])).code).toBe(0);
 
-    const pid = Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
+    const pid = await t.apiserverPid();
     process.kill(pid, "SIGKILL");
     await waitFor(() => !processExists(pid), 10_000, "the apiserver to die");
     // The ticker keeps writing, and brief ends, while nobody serves the API.

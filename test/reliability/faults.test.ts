@@ -5,16 +5,16 @@
 // vminitd's port. After each: the CLI said one line, the states `ls -a` shows
 // are true (running containers serve exec, a VM and a helper per live
 // container and nothing more), and the bystander container still works.
-import { execFile, execFileSync, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readdir, stat } from "node:fs/promises";
 import http2 from "node:http2";
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, createTestEnv, waitFor, type RunResult, type TestEnv } from "../support/env.js";
+import { ROOT, createTestEnv, outputOf, waitFor, type RunResult, type TestEnv } from "../support/env.js";
 import { processExists } from "../../lib/process/index.js";
 import { startRegistry, type Registry } from "../support/registry.js";
 
@@ -73,27 +73,13 @@ const vms = (): Proc[] => procs().filter((p) => p.args.includes("qemu-system"));
 const backends = (): Proc[] => procs().filter((p) => p.args.includes("vhost-device-vsock"));
 const helpers = (): Proc[] => procs().filter((p) => p.args.includes("helpers/runtime/main.js") && ownsContainer(p.pid));
 
-async function apiserverPid(): Promise<number> {
-  return Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
-}
-
-/** Collects a spawned CLI's output and status. */
-function result(child: ChildProcess): Promise<RunResult> {
-  return new Promise((resolve) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 /** Starts the CLI with `args` and waits for a VM that was not there before. */
 async function whileStarting(args: string[]): Promise<{ done: Promise<RunResult>; vm: Proc }> {
   const before = new Set(vms().map((p) => p.pid));
   const child = t.spawnCli(args);
   child.stdin!.end();
-  const done = result(child);
+  const done = outputOf(child);
   let vm: Proc | undefined;
   await waitFor(() => (vm = vms().find((p) => !before.has(p.pid))) !== undefined, 60_000, "the container's VM to appear");
   return { done, vm: vm! };
@@ -103,7 +89,7 @@ async function whileStarting(args: string[]): Promise<{ done: Promise<RunResult>
 async function whileExecuting(name: string): Promise<{ done: Promise<RunResult> }> {
   const child = t.spawnCli(["exec", name, "sh", "-c", "echo busy; sleep 60"]);
   child.stdin!.end();
-  const done = result(child);
+  const done = outputOf(child);
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   await waitFor(() => out.includes("busy"), 60_000, "the exec to start");
@@ -111,7 +97,7 @@ async function whileExecuting(name: string): Promise<{ done: Promise<RunResult> 
 }
 
 async function killApiserver(): Promise<void> {
-  const pid = await apiserverPid();
+  const pid = await t.apiserverPid();
   process.kill(pid, "SIGKILL");
   await waitFor(() => !processExists(pid), 10_000, "the apiserver to die");
 }
@@ -302,7 +288,7 @@ describe("kill -9 of the apiserver during a pull", () => {
     const partials = async (): Promise<string[]> => (existsSync(ingest) ? (await readdir(ingest)).filter((f) => f.endsWith(".partial")) : []);
     const child = t.spawnCli(["image", "pull", ref]);
     child.stdin!.end();
-    const done = result(child);
+    const done = outputOf(child);
     // Well into the layer: some of it is on disk.
     await waitFor(async () => {
       const [p] = await partials();

@@ -10,7 +10,7 @@
 // Such a run must still end cleanly and leave nothing behind; the report
 // lists every one, and more than 1% of them fails the test.
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestEnv, type TestEnv } from "../support/env.js";
@@ -32,7 +32,7 @@ afterAll(async () => {
 const list = async (dir: string): Promise<string[]> => (existsSync(dir) ? await readdir(dir) : []);
 
 async function apiserverFds(): Promise<number> {
-  const pid = Number((await readFile(join(t.env.CONTAINER_RUNTIME_DIR!, "apiserver.pid"), "utf8")).trim());
+  const pid = await t.apiserverPid();
   return (await readdir(`/proc/${pid}/fd`)).length;
 }
 

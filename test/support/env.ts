@@ -1,11 +1,12 @@
 // An isolated `container` installation for end-to-end tests: its own data and
 // runtime dirs (short paths: unix sockets have a 108-byte limit), its own
 // apiserver, and a leak check that no process or file of it outlives it.
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, readlinkSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { repoRoot } from "../../lib/paths/index.js";
+import { apiserverPidPath, repoRoot } from "../../lib/paths/index.js";
+import { readPid } from "../../lib/process/index.js";
 
 export const ROOT = repoRoot();
 export const CLI = join(ROOT, "bin", "container");
@@ -26,6 +27,8 @@ export interface TestEnv {
   spawnCli(args: string[]): ReturnType<typeof spawn>;
   /** Processes (pid + command line) that mention this installation's dirs, run in them, or serve its runtime dir. */
   processes(): string[];
+  /** The pid in the apiserver's pid file. */
+  apiserverPid(): Promise<number>;
   /** Stops the apiserver and asserts nothing is left running; removes the dirs. */
   close(): Promise<void>;
 }
@@ -57,6 +60,17 @@ function servesRunDir(pid: number, runDir: string): boolean {
   }
 }
 
+/** A spawned CLI's output and status, once it has ended. */
+export function outputOf(child: ChildProcess): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
 export function requireAssets(): void {
   for (const p of [CLI, join(ROOT, "dist", "cli", "main.js"), DEMO_ARCHIVE]) {
     if (!existsSync(p)) throw new Error(`${p} is missing: run the README set-up (npm run setup) first`);
@@ -77,24 +91,20 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     // A daemon of the test's own, never a systemd unit or launchd agent.
     CONTAINER_SERVICE: "detached",
   };
-  const cli: TestEnv["cli"] = (args, opts = {}) =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error(`container ${args.join(" ")} timed out\n${stderr}`));
-      }, opts.timeoutMs ?? 120_000);
-      child.on("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code: code ?? -1, stdout, stderr });
-      });
-      if (opts.input !== undefined) child.stdin.end(opts.input);
-      else child.stdin.end();
-    });
+  const cli: TestEnv["cli"] = async (args, opts = {}) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, opts.timeoutMs ?? 120_000);
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
+    const r = await outputOf(child);
+    clearTimeout(timer);
+    if (timedOut) throw new Error(`container ${args.join(" ")} timed out\n${r.stderr}`);
+    return r;
+  };
   const processes = (): string[] => {
     const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
     return out
@@ -111,6 +121,11 @@ export async function createTestEnv(options: { start?: boolean; loadDemo?: boole
     cli,
     spawnCli: (args) => spawn(process.execPath, [CLI, ...args], { env, stdio: ["pipe", "pipe", "pipe"] }),
     processes,
+    async apiserverPid() {
+      const pid = await readPid(apiserverPidPath(env));
+      if (pid === undefined) throw new Error("the apiserver has no pid file");
+      return pid;
+    },
     async close() {
       await cli(["system", "stop"]);
       const deadline = Date.now() + 10_000;
